@@ -240,10 +240,13 @@ class EmbeddedNats(_ChildServer):
 class EmbeddedPostgres(_ChildServer):
     """PostgreSQL on TCP only (no Unix socket), trust auth, superuser `postgres`.
 
-    As root, postgres runs as the system user `mf_postgres` (created if missing). That user
-    must reach the data dir, so parents lacking o+x get it: traverse only, no listing, and
-    pgdata itself stays 0700. We chose that over refusing because the usual places for data
-    as root (/root, pytest's 0700 /tmp/pytest-of-root) would otherwise all fail.
+    postgres refuses to run as root, so as root it runs as the system user `mf_postgres`
+    (created if missing), which owns pgdata (0700). That user may not be allowed to walk the
+    parents of pgdata (/root, pytest's 0700 tmp dirs). We do not chmod them: pytest resets its
+    base dir to 0700 whenever a session starts, so a chmod would race with concurrent runs.
+    Instead the child is started *in* pgdata (subprocess chdirs before dropping root) and
+    names it `/proc/self/cwd`, which the kernel resolves without checking parent directories.
+    Only the bundled binaries' directories get o+x (traverse, no listing) where missing.
     """
 
     name = "postgres"
@@ -265,32 +268,33 @@ class EmbeddedPostgres(_ChildServer):
             if self.pid is not None:
                 return
             started = time.monotonic()
-            as_user = self._prepare_dirs()
+            pgdata, as_user = self._prepare_pgdata()
             if not (self.pgdata / "PG_VERSION").exists():
-                await self._initdb(as_user)
+                await self._initdb(pgdata, as_user)
             _drop_pidfile_of_other_process(self.pgdata)
             postgres = str(POSTGRES_BIN_PATH / "postgres")
             listen = ["-h", self.host, "-p", str(self.port), "-k", ""]  # TCP only, no socket
-            self._spawn([postgres, "-D", str(self.pgdata), *listen, *_POSTGRES_SETTINGS], **as_user)
+            self._spawn([postgres, "-D", pgdata, *listen, *_POSTGRES_SETTINGS], **as_user)
             await self._wait_ready(self._accepts_connections, started)
 
-    def _prepare_dirs(self) -> dict[str, Any]:
+    def _prepare_pgdata(self) -> tuple[str, dict[str, Any]]:
+        """Create pgdata; return how a child names it, and the Popen options to run as."""
         self.pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.pgdata.chmod(0o700)
         if os.geteuid() != 0:
-            return {}
+            return str(self.pgdata), {}
         account = _postgres_account()
         os.chown(self.pgdata, account.pw_uid, account.pw_gid)
-        for path in (self.pgdata, POSTGRES_BIN_PATH / "postgres"):
-            _grant_traversal(path)
-        return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+        _grant_traversal(POSTGRES_BIN_PATH / "postgres")
+        ids = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+        return "/proc/self/cwd", {"cwd": self.pgdata, **ids}
 
-    async def _initdb(self, as_user: dict[str, Any]) -> None:
+    async def _initdb(self, pgdata: str, as_user: dict[str, Any]) -> None:
         started = time.monotonic()
         initdb = str(POSTGRES_BIN_PATH / "initdb")
         options = self._child_options(signal.SIGTERM) | as_user
         proc = await asyncio.create_subprocess_exec(
-            initdb, "-D", str(self.pgdata), *_INITDB_OPTIONS, stdout=subprocess.PIPE, **options
+            initdb, "-D", pgdata, *_INITDB_OPTIONS, stdout=subprocess.PIPE, **options
         )
         try:
             output, _ = await asyncio.wait_for(proc.communicate(), 120)

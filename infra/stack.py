@@ -19,6 +19,7 @@ import structlog
 from nats.aio.client import Client as NatsClient
 
 from contracts.subjects import SubjectScheme
+from infra.auth import load_or_create_secret
 from infra.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from infra.jetstream_store import JetStreamEventStore
 from infra.nats_connection import connect_nats
@@ -39,7 +40,12 @@ class Infrastructure:
     database_url: str
     store: JetStreamEventStore
     scheme: SubjectScheme
+    token_secret: str
     embedded: list[str] = field(default_factory=list)
+
+    def schema(self, name: str) -> str:
+        """The PostgreSQL schema of a service (`projects`, `matching`, ...)."""
+        return self.settings.schema(name)
 
 
 def runtime_file(settings: Settings) -> Path:
@@ -116,4 +122,7 @@ async def open_infrastructure(
                 json.dumps({"pid": os.getpid(), "nats_url": nats_url, "database_url": database_url})
             )
             stack.callback(path.unlink, missing_ok=True)
-        yield Infrastructure(settings, client, nats_url, database_url, store, scheme, embedded)
+        secret = settings.token_secret or load_or_create_secret(data_dir / "token-secret")
+        yield Infrastructure(
+            settings, client, nats_url, database_url, store, scheme, secret, embedded
+        )

@@ -15,6 +15,8 @@ from infra.jetstream_store import JetStreamEventStore
 from infra.migrations import drop_schema
 from infra.nats_connection import connect_nats
 from infra.postgres import create_pool
+from infra.settings import Settings
+from infra.stack import open_infrastructure
 from infra.streams import EventStreamSpec, delete_stream, ensure_event_stream
 from tests.backends import nats_backend, postgres_backend
 
@@ -91,6 +93,32 @@ async def pg_pool(database_url, pg_schema):
     pool = await create_pool(database_url, pg_schema, max_size=5)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+async def infrastructure(nats_url, database_url, stream_spec, tmp_path):
+    """What a service gets in production, on the test servers, with unique names."""
+    prefix = unique_name("x") + "_"
+    settings = Settings(
+        nats_url=nats_url,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        stream=stream_spec.name,
+        subject_root=stream_spec.scheme.root,
+        schema_prefix=prefix,
+        token_secret="test-token-secret",
+    )
+    async with open_infrastructure(settings, client_name="mf-test-service") as infra:
+        yield infra
+    connection = await asyncpg.connect(database_url)
+    try:
+        schemas = await connection.fetch(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix
+        )
+        for row in schemas:
+            await drop_schema(connection, row["nspname"])
+    finally:
+        await connection.close()
 
 
 def pytest_report_header(config):
