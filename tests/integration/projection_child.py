@@ -22,7 +22,9 @@ async def main(nats_url: str, database_url: str, stream: str, root: str, schema:
     pool = await create_pool(database_url, schema)
     store = JetStreamEventStore(client, stream, SubjectScheme(root))
     projection = LedgerProjection(delay_per_event=0.02)
-    projection.on_apply = lambda sequence: sys.stdout.write(f"applied {sequence}\n") or sys.stdout.flush()
+    projection.on_apply = lambda sequence: (
+        sys.stdout.write(f"applied {sequence}\n") or sys.stdout.flush()
+    )
     runner = ProjectionRunner(projection, store, pool, schema, batch_size=50)
     await runner.catch_up()
     sys.stdout.write("caught up\n")

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 async def append_projects(store, count: int, start: int = 0) -> None:
     for index in range(start, start + count):
         project_id = f"p{index}"
-        await store.append("project", project_id, [pending(project_proposed(project_id), project_id)], 0)
+        await store.append(
+            "project", project_id, [pending(project_proposed(project_id), project_id)], 0
+        )
 
 
 async def ledger(pool) -> list[int]:
@@ -38,7 +40,9 @@ async def test_every_event_is_applied_once_even_when_caught_up_twice(
     jetstream_store, pg_pool, pg_schema
 ):
     await append_projects(jetstream_store, 25)
-    runner = ProjectionRunner(LedgerProjection(), jetstream_store, pg_pool, pg_schema, batch_size=10)
+    runner = ProjectionRunner(
+        LedgerProjection(), jetstream_store, pg_pool, pg_schema, batch_size=10
+    )
     assert await runner.catch_up() == 25
     assert await runner.catch_up() == 25
     # a second runner of the same projection version shares the checkpoint
@@ -54,7 +58,9 @@ async def test_undecodable_messages_are_parked_with_reason_and_bytes(
     await append_projects(jetstream_store, 2)
     subject = jetstream_store.scheme.event("project", "px", "proposed")
     js = nats_client.jetstream()
-    await js.publish(subject, b"{not json", stream=jetstream_store.stream, headers={HEADER_MSG_ID: "bad-1"})
+    await js.publish(
+        subject, b"{not json", stream=jetstream_store.stream, headers={HEADER_MSG_ID: "bad-1"}
+    )
     await js.publish(
         subject,
         b'{"type": "project.proposed", "data": {}}',
@@ -66,7 +72,9 @@ async def test_undecodable_messages_are_parked_with_reason_and_bytes(
     runner = ProjectionRunner(LedgerProjection(), jetstream_store, pg_pool, pg_schema)
     assert await runner.catch_up() == 5
     assert await ledger(pg_pool) == [1, 2, 5]
-    parked = await pg_pool.fetch("SELECT sequence, reason, body FROM parked_events ORDER BY sequence")
+    parked = await pg_pool.fetch(
+        "SELECT sequence, reason, body FROM parked_events ORDER BY sequence"
+    )
     assert [row["sequence"] for row in parked] == [3, 4]
     assert "not JSON" in parked[0]["reason"] and parked[0]["body"] == b"{not json"
     assert "event_id: Field required" in parked[1]["reason"]
