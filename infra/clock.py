@@ -1,0 +1,10 @@
+"""The wall clock, as a port: handlers receive it, tests pass a fixed one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
