@@ -11,7 +11,7 @@ import structlog
 def configure_logging(log_format: str = "console", level: str = "info") -> None:
     numeric_level = logging.getLevelName(level.upper())
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=numeric_level)
-    for noisy in ("nats", "faststream", "uvicorn.access", "asyncio"):
+    for noisy in ("nats", "faststream", "uvicorn.access", "asyncio", "httpx"):
         logging.getLogger(noisy).setLevel(max(numeric_level, logging.WARNING))
     renderer = (
         structlog.processors.JSONRenderer()

@@ -52,16 +52,31 @@ def runtime_file(settings: Settings) -> Path:
     return settings.data_dir / "runtime.json"
 
 
+def record_runtime(settings: Settings, **urls: str) -> None:
+    """Tell other `mf` commands where this process's servers answer (data_dir/runtime.json)."""
+    path = runtime_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runtime = read_runtime(settings) or {}
+    runtime.update(urls, pid=os.getpid())
+    path.write_text(json.dumps(runtime, indent=2))
+
+
+def read_runtime(settings: Settings) -> dict | None:
+    """What a running `mf up` recorded, or None when nothing runs."""
+    path = runtime_file(settings)
+    if not path.exists():
+        return None
+    runtime = json.loads(path.read_text())
+    return runtime if _alive(runtime.get("pid")) else None
+
+
 def resolve_urls(settings: Settings) -> tuple[str | None, str | None]:
     """URLs from settings, else from a running `mf up` (its runtime.json)."""
-    nats_url, database_url = settings.nats_url, settings.database_url
-    path = runtime_file(settings)
-    if (nats_url is None or database_url is None) and path.exists():
-        runtime = json.loads(path.read_text())
-        if _alive(runtime.get("pid")):
-            nats_url = nats_url or runtime.get("nats_url")
-            database_url = database_url or runtime.get("database_url")
-    return nats_url, database_url
+    runtime = read_runtime(settings) or {}
+    return (
+        settings.nats_url or runtime.get("nats_url"),
+        settings.database_url or runtime.get("database_url"),
+    )
 
 
 def _alive(pid: int | None) -> bool:

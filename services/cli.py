@@ -6,25 +6,42 @@ import asyncio
 import contextlib
 import json
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from contracts.registry import EventDecodeError
+from contracts.registry import EventDecodeError, describe_validation_error
 from contracts.schema_export import export_json_schemas
 from contracts.subjects import SubjectScheme
+from infra.auth import TokenClaims, issue_token, load_or_create_secret
 from infra.eventstore import StoredMessage
+from infra.ids import new_id
 from infra.jetstream_store import JetStreamEventStore
 from infra.logging import configure_logging
 from infra.nats_connection import connect_nats
 from infra.settings import Settings
-from infra.stack import open_infrastructure, resolve_urls
+from infra.stack import (
+    open_infrastructure,
+    read_runtime,
+    record_runtime,
+    resolve_urls,
+    runtime_file,
+)
+from services.projects import app as projects_app
+from services.projects.api import openapi_document as projects_openapi
+from services.projects.demo import DemoError, run_demo
 
 app = typer.Typer(help="Multifactory Backbone: joint projects across shared workspaces.")
 events_app = typer.Typer(help="Read the event log.")
 contracts_app = typer.Typer(help="The message contracts.")
+tokens_app = typer.Typer(help="Bearer tokens for the HTTP APIs.")
+openapi_app = typer.Typer(help="The HTTP API description.")
 app.add_typer(events_app, name="events")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(openapi_app, name="openapi")
 app.add_typer(contracts_app, name="contracts")
 
 
@@ -54,17 +71,86 @@ def up() -> None:
 
 
 async def _up(settings: Settings) -> None:
-    async with open_infrastructure(settings, client_name="mf-up") as infra:
+    async with contextlib.AsyncExitStack() as stack:
+        infra = await stack.enter_async_context(open_infrastructure(settings, client_name="mf-up"))
+        projects = await stack.enter_async_context(
+            projects_app.running(infra, http_host=settings.http_host, http_port=settings.http_port)
+        )
+        record_runtime(settings, projects_url=projects.url)
+        stack.callback(runtime_file(settings).unlink, missing_ok=True)
         last = await infra.store.last_sequence()
         typer.echo("Multifactory Backbone is up.")
         for line in infra.embedded:
             typer.echo(f"  embedded  {line}")
         typer.echo(f"  NATS      {infra.nats_url}  (stream {settings.stream}, {last} events)")
         typer.echo(f"  Postgres  {infra.database_url}")
-        typer.echo("  Watch the log:  mf events tail --from-start")
-        typer.echo("Ready. Ctrl-C stops everything.", err=False)
+        typer.echo(f"  Projects  {projects.url}  (live view page, API docs at /docs)")
+        typer.echo("  Try:      mf demo        (seeds a network, runs a project to delivery)")
+        typer.echo("            mf events tail --from-start")
+        typer.echo("Ready. Ctrl-C stops everything.")
         await _wait_for_stop_signal()
         typer.echo("Stopping ...")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    workspace: Annotated[str, typer.Option(help="The workspace the token acts for.")],
+    role: Annotated[str, typer.Option(help="coordinator, member or ops.")] = "coordinator",
+    member: Annotated[
+        str | None, typer.Option(help="The member acting (coordinators and members).")
+    ] = None,
+    days: Annotated[int, typer.Option(help="Valid for this many days (0: no expiry).")] = 90,
+) -> None:
+    """Mint a bearer token bound to a workspace and a role."""
+    settings = _settings()
+    now = datetime.now(UTC)
+    try:
+        claims = TokenClaims(
+            workspace_id=workspace,
+            role=role,
+            member_id=member,
+            token_id=new_id(),
+            issued_at=now,
+            expires_at=now + timedelta(days=days) if days else None,
+        )
+    except ValidationError as error:
+        raise typer.BadParameter(describe_validation_error(error)) from error
+    typer.echo(issue_token(_token_secret(settings), claims))
+
+
+def _token_secret(settings: Settings) -> str:
+    return settings.token_secret or load_or_create_secret(settings.data_dir / "token-secret")
+
+
+@app.command()
+def demo(
+    pace: Annotated[float, typer.Option(help="Seconds between steps.")] = 2.0,
+    url: Annotated[
+        str | None, typer.Option(help="Projects API (default: the running `mf up`).")
+    ] = None,
+) -> None:
+    """Seed MAGE, FreiLand, Building BloQs, R84 and more, then run a joint project from
+    proposal to delivery while you watch the live view."""
+    settings = _settings()
+    base_url = url or (read_runtime(settings) or {}).get("projects_url")
+    if not base_url:
+        raise typer.BadParameter("no running system found: start `mf up` first (or pass --url)")
+    try:
+        asyncio.run(run_demo(base_url, _token_secret(settings), typer.echo, pace))
+    except DemoError as error:
+        typer.echo(f"demo failed: {error}", err=True)
+        raise typer.Exit(1) from error
+
+
+@openapi_app.command("export")
+def openapi_export(
+    out: Annotated[Path, typer.Option(help="File to write.")] = Path("docs/openapi.json"),
+) -> None:
+    """Write the OpenAPI document of the projects API."""
+    document = projects_openapi()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    typer.echo(f"wrote {out} ({len(document['paths'])} paths)")
 
 
 @events_app.command("tail")

@@ -458,6 +458,21 @@ def create_api(ports: ApiPorts) -> FastAPI:
     return app
 
 
+def openapi_document() -> dict:
+    """The API's OpenAPI document, built without any server behind it."""
+    return create_api(
+        ApiPorts(
+            handlers=None,  # type: ignore[arg-type]  (routes are only described, not run)
+            store=None,  # type: ignore[arg-type]
+            views=None,  # type: ignore[arg-type]
+            idempotency=None,  # type: ignore[arg-type]
+            nats=None,
+            scheme=SubjectScheme(),
+            token_secret="",
+        )
+    ).openapi()
+
+
 async def _live_stream(ports: ApiPorts, workspace_id: str, first: dict, view_of, request: Request):
     changes: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from infra.jetstream_store import JetStreamEventStore
@@ -25,6 +26,7 @@ MF = Path(sys.executable).with_name("mf")
 async def start_mf_up(data_dir: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
     environment["MF_DATA_DIR"] = str(data_dir)
+    environment["MF_HTTP_PORT"] = "0"
     process = await asyncio.create_subprocess_exec(
         str(MF), "up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment
     )
@@ -38,6 +40,8 @@ async def start_mf_up(data_dir: Path) -> tuple[asyncio.subprocess.Process, dict[
             urls["nats"] = found.group(1)
         if found := re.match(r"\s+Postgres\s+(\S+)", line):
             urls["postgres"] = found.group(1)
+        if found := re.match(r"\s+Projects\s+(\S+)", line):
+            urls["projects"] = found.group(1)
         if line.startswith("Ready."):
             return process, urls
 
@@ -58,6 +62,8 @@ async def test_mf_up_answers_stops_cleanly_and_keeps_history(tmp_path):
         connection = await asyncpg.connect(urls["postgres"])
         assert await connection.fetchval("SELECT 1") == 1
         await connection.close()
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{urls['projects']}/health")).json() == {"status": "ok"}
     finally:
         await stop(process)
     assert not (tmp_path / "data" / "runtime.json").exists()
