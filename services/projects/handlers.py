@@ -342,6 +342,45 @@ class ProjectsHandlers:
         version it saw (If-Match), in which case the conflict is theirs to resolve."""
         ids = ids or _Ids(meta, self.new_id)
         event_ids = [ids() for _ in range(2)]  # at most two events per decision
+        try:
+            return await self._decide_and_append(
+                repository, aggregate_id, decide, scope_of, meta, expected_version, event_ids
+            )
+        except (ConcurrencyError, domain.DomainError):
+            if meta.idempotency_key is None:
+                raise
+            done = await self._already_appended(repository.aggregate, aggregate_id, event_ids)
+            if done is None:
+                raise
+            return done
+
+    async def _already_appended(
+        self, aggregate: str, aggregate_id: str, event_ids: list[str]
+    ) -> Outcome | None:
+        """A retried command (same idempotency key) whose events are in the log already:
+        its first run appended them and crashed, or answered a client that never heard."""
+        history = await self.store.load(aggregate, aggregate_id)
+        ours = [r for r in history.events if r.event_id in event_ids]
+        if not ours or ours[0].event_id != event_ids[0]:
+            return None
+        return Outcome(
+            aggregate_id,
+            history.version,
+            tuple(r.event for r in ours),
+            tuple(r.sequence for r in ours),
+            duplicate=True,
+        )
+
+    async def _decide_and_append(
+        self,
+        repository: Repository[S],
+        aggregate_id: str,
+        decide: Callable[[S, datetime], Sequence[Event]],
+        scope_of: Callable[[S], tuple[str, ...]],
+        meta: CommandMetadata,
+        expected_version: int | None,
+        event_ids: list[str],
+    ) -> Outcome:
         conflict: ConcurrencyError | None = None
         for attempt in range(_CONFLICT_RETRIES):
             state, version = await repository.load(aggregate_id, refresh=attempt > 0)

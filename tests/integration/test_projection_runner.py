@@ -146,6 +146,7 @@ async def test_a_projection_killed_mid_batch_applies_everything_exactly_once(
     command = [
         sys.executable,
         str(Path(__file__).with_name("projection_child.py")),
+        "ledger",
         nats_url,
         database_url,
         jetstream_store.stream,
