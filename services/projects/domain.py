@@ -346,7 +346,8 @@ ALLOWED_IN: dict[type, frozenset[Status]] = {
     Invite: frozenset({"proposed"}),
     Accept: frozenset({"proposed"}),
     Decline: frozenset({"proposed", "staffed"}),
-    Expire: frozenset({"proposed", "staffed"}),
+    # Expiry concerns the invitation, not the project's phase: leftovers expire at any time.
+    Expire: frozenset({"proposed", "staffed", "producing", "delivered", "cancelled"}),
     Withdraw: frozenset({"proposed", "staffed"}),
     StartProduction: frozenset({"staffed"}),
     RecordProgress: frozenset({"staffed", "producing"}),
@@ -394,6 +395,8 @@ def decide_project(
             _require_coordinator(state, actor)
             return [ProductionStarted(project_id=state.project_id, note=command.note)]
         case RecordProgress():
+            if not command.note.strip():
+                raise InvalidCommandError("a progress note cannot be empty")
             if not (_is_coordinator(state, actor) or _is_partner(state, actor)):
                 raise NotAllowedError("only the coordinators and partners record progress")
             return [ProgressNoted(project_id=state.project_id, note=command.note)]
@@ -401,6 +404,8 @@ def decide_project(
             _require_coordinator(state, actor)
             return [ProjectDelivered(project_id=state.project_id, note=command.note)]
         case Cancel():
+            if not command.reason.strip():
+                raise InvalidCommandError("a cancellation needs a reason")
             _require_coordinator(state, actor)
             return [ProjectCancelled(project_id=state.project_id, reason=command.reason)]
     raise InvalidCommandError(f"unknown command {type(command).__name__}")
@@ -430,13 +435,20 @@ def _invite(state: Project, command: Invite, actor: Actor, now: datetime) -> lis
         raise NotFoundError(f"member {invitee.member_id} does not exist")
     if command.expires_at <= now:
         raise InvalidCommandError("the invitation would expire before it is sent")
-    if any(
-        i.member_id == invitee.member_id for i in state.holding(role.role_id, "pending", "accepted")
-    ):
+    if any(i.invitation_id == command.invitation_id for i in state.invitations):
+        raise AlreadyExistsError(
+            f"invitation {command.invitation_id} already exists on project {state.project_id}"
+        )
+    current = [
+        invitation
+        for invitation in state.holding(role.role_id, "pending", "accepted")
+        if not _lapsed(invitation, now)
+    ]
+    if any(invitation.member_id == invitee.member_id for invitation in current):
         raise AlreadyInvitedError(
             f"member {invitee.member_id} is already invited to or holds a {role.role_id} seat"
         )
-    if state.open_seats(role.role_id) == 0:
+    if state.open_seats(role.role_id) <= 0:
         raise RoleFullError(f"every {role.role_id} seat is taken")
     return [
         PartnerInvited(
@@ -455,7 +467,7 @@ def _accept(state: Project, command: Accept, actor: Actor, now: datetime) -> lis
     invitation = _pending_invitation_of(state, command.invitation_id, actor)
     if invitation.expires_at is not None and invitation.expires_at <= now:
         raise InvitationExpiredError(f"invitation {invitation.invitation_id} has expired")
-    if state.open_seats(invitation.role_id) == 0:
+    if state.open_seats(invitation.role_id) <= 0:
         raise RoleFullError(f"every {invitation.role_id} seat was taken meanwhile")
     accepted = InvitationAccepted(**_invitation_ids(state, invitation))
     after = evolve_project(state, accepted)
@@ -493,6 +505,15 @@ def _withdraw(state: Project, command: Withdraw, actor: Actor) -> list[Event]:
             reason=command.reason,
         )
     ]
+
+
+def _lapsed(invitation: Invitation, now: datetime) -> bool:
+    """A pending invitation past its expiry, not yet marked expired by the sweep."""
+    return (
+        invitation.status == "pending"
+        and invitation.expires_at is not None
+        and invitation.expires_at <= now
+    )
 
 
 def _pending_invitation_of(state: Project, invitation_id: str, actor: Actor) -> Invitation:
