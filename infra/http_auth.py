@@ -13,7 +13,7 @@ _bearer = HTTPBearer(auto_error=False, description="mf1 token from `mf tokens cr
 
 
 def claims_dependency(secret: str) -> Callable[..., TokenClaims]:
-    def current_claims(
+    async def current_claims(  # on the event loop: a sync dependency costs a thread hop
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> TokenClaims:
         if credentials is None:

@@ -313,10 +313,16 @@ def _stored_from_consumer(msg: Msg) -> StoredMessage:
     # with domain and account hash after ACK.
     tokens = msg.reply.split(".")
     offset = 0 if len(tokens) == 9 else 2
+    nanos = int(tokens[7 + offset])
+    # Truncated to microseconds exactly as Direct Get's Nats-Time-Stamp is parsed (a float
+    # division would round, and the same event would get two different times).
+    recorded_at = datetime.fromtimestamp(nanos // 1_000_000_000, UTC).replace(
+        microsecond=nanos // 1_000 % 1_000_000
+    )
     return StoredMessage(
         sequence=int(tokens[5 + offset]),
         subject=msg.subject,
-        recorded_at=datetime.fromtimestamp(int(tokens[7 + offset]) / 1e9, UTC),
+        recorded_at=recorded_at,
         body=msg.data,
         headers=dict(msg.headers or {}),
     )

@@ -36,15 +36,22 @@ def check_server_version(version: str, url: str = "") -> None:
         )
 
 
-async def connect_nats(url: str, *, name: str = "multifactory", **options) -> NatsClient:
-    """Connect and verify the server version; an older server is refused with a clear error."""
+async def connect_nats(
+    url: str | list[str], *, name: str = "multifactory", **options
+) -> NatsClient:
+    """Connect and verify the server version; an older server is refused with a clear error.
+
+    `url` may list several servers of a cluster, comma-separated (MF_NATS_URL) or as a list:
+    the client connects to any that answers and reconnects to the others."""
+    if isinstance(url, str) and "," in url:
+        url = [part.strip() for part in url.split(",") if part.strip()]
     options.setdefault("max_reconnect_attempts", -1)
     options.setdefault("reconnect_time_wait", 0.5)
     options.setdefault("connect_timeout", 5)
     client = await nats.connect(url, name=name, **options)
     version = client._server_info.get("version", "0.0.0")  # INFO sent by the server on connect
     try:
-        check_server_version(version, url)
+        check_server_version(version, str(url))
     except NatsVersionError:
         await client.close()
         raise

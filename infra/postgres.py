@@ -42,6 +42,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.InsufficientResourcesError,
+    # raised when the server goes away mid-protocol ("cannot switch to state ...")
+    asyncpg.exceptions.InternalClientError,
 )
 
 

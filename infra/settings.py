@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     schema_prefix: str = ""
 
     http_host: str = "127.0.0.1"
-    http_port: int = 8000
+    http_port: int = 8000  # the projects API and live page
+    notifications_http_port: int = 8001  # webhooks and delivery log API
+    matching_http_port: int = 8002  # matching's /metrics
     # Secret that signs bearer tokens; generated and kept in data_dir when unset.
     token_secret: str | None = None
 

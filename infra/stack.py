@@ -21,7 +21,9 @@ from nats.aio.client import Client as NatsClient
 from contracts.subjects import SubjectScheme
 from infra.auth import load_or_create_secret
 from infra.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from infra.eventstore import EventStore
 from infra.jetstream_store import JetStreamEventStore
+from infra.metrics import MeteredEventStore
 from infra.nats_connection import connect_nats
 from infra.settings import Settings
 from infra.streams import EventStreamSpec, ensure_event_stream
@@ -38,7 +40,7 @@ class Infrastructure:
     nats: NatsClient
     nats_url: str
     database_url: str
-    store: JetStreamEventStore
+    store: EventStore
     scheme: SubjectScheme
     token_secret: str
     embedded: list[str] = field(default_factory=list)
@@ -129,7 +131,7 @@ async def open_infrastructure(
         await ensure_event_stream(
             client, EventStreamSpec(settings.stream, scheme, replicas=settings.stream_replicas)
         )
-        store = JetStreamEventStore(client, settings.stream, scheme)
+        store = MeteredEventStore(JetStreamEventStore(client, settings.stream, scheme))
         if embedded:
             path = runtime_file(settings)
             path.parent.mkdir(parents=True, exist_ok=True)

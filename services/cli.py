@@ -24,14 +24,19 @@ from infra.logging import configure_logging
 from infra.nats_connection import connect_nats
 from infra.settings import Settings
 from infra.stack import (
+    Infrastructure,
     open_infrastructure,
     read_runtime,
     record_runtime,
     resolve_urls,
     runtime_file,
 )
+from services.notifications import app as notifications_app
+from services.notifications.commands import app as webhooks_app
+from services.ops.commands import register as register_ops
 from services.projects import app as projects_app
 from services.projects.api import openapi_document as projects_openapi
+from services.projects.app import view_projection
 from services.projects.demo import DemoError, run_demo
 
 app = typer.Typer(help="Multifactory Backbone: joint projects across shared workspaces.")
@@ -42,6 +47,8 @@ openapi_app = typer.Typer(help="The HTTP API description.")
 app.add_typer(events_app, name="events")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(openapi_app, name="openapi")
+app.add_typer(webhooks_app, name="webhooks")
+register_ops(app, events_app, lambda infra: {"workspace_view": view_projection(infra)})
 app.add_typer(contracts_app, name="contracts")
 
 
@@ -70,26 +77,59 @@ def up() -> None:
     asyncio.run(_up(_settings()))
 
 
-async def _up(settings: Settings) -> None:
-    async with contextlib.AsyncExitStack() as stack:
-        infra = await stack.enter_async_context(open_infrastructure(settings, client_name="mf-up"))
-        projects = await stack.enter_async_context(
-            projects_app.running(infra, http_host=settings.http_host, http_port=settings.http_port)
+SERVICES = ("projects", "notifications")
+
+
+def _service(name: str, infra: Infrastructure, settings: Settings):
+    """The running context of one service, on its configured port."""
+    host = settings.http_host
+    if name == "projects":
+        return projects_app.running(infra, http_host=host, http_port=settings.http_port)
+    if name == "notifications":
+        return notifications_app.running(
+            infra, http_host=host, http_port=settings.notifications_http_port
         )
-        record_runtime(settings, projects_url=projects.url)
+    raise typer.BadParameter(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+
+
+async def _up(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        infra = await stack.enter_async_context(
+            open_infrastructure(settings, client_name=f"mf-{'-'.join(names)}")
+        )
+        urls = {}
+        for name in names:
+            service = await stack.enter_async_context(_service(name, infra, settings))
+            if getattr(service, "url", None):
+                urls[name] = service.url
+        record_runtime(settings, **{f"{name}_url": url for name, url in urls.items()})
         stack.callback(runtime_file(settings).unlink, missing_ok=True)
         last = await infra.store.last_sequence()
-        typer.echo("Multifactory Backbone is up.")
+        typer.echo("Multifactory Backbone is up." if names == SERVICES else f"Serving {names[0]}.")
         for line in infra.embedded:
             typer.echo(f"  embedded  {line}")
         typer.echo(f"  NATS      {infra.nats_url}  (stream {settings.stream}, {last} events)")
         typer.echo(f"  Postgres  {infra.database_url}")
-        typer.echo(f"  Projects  {projects.url}  (live view page, API docs at /docs)")
-        typer.echo("  Try:      mf demo        (seeds a network, runs a project to delivery)")
-        typer.echo("            mf events tail --from-start")
+        if "projects" in urls:
+            typer.echo(f"  Projects  {urls['projects']}  (live view page, API docs at /docs)")
+        if "notifications" in urls:
+            typer.echo(f"  Webhooks  {urls['notifications']}  (endpoints, delivery log)")
+        if names == SERVICES:
+            typer.echo("  Try:      mf demo        (seeds a network, runs a project to delivery)")
+            typer.echo("            mf events tail --from-start")
         typer.echo("Ready. Ctrl-C stops everything.")
         await _wait_for_stop_signal()
         typer.echo("Stopping ...")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")],
+) -> None:
+    """Run one service in this process (production runs one process per service)."""
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r} (one of {', '.join(SERVICES)})")
+    asyncio.run(_up(_settings(), (service,)))
 
 
 @tokens_app.command("create")

@@ -20,6 +20,8 @@ from infra.postgres import create_pool
 from infra.projections import ProjectionRunner
 from infra.stack import Infrastructure
 from infra.supervision import background
+from services.ops.api import ops_router
+from services.ops.metrics import metrics_route
 from services.projects import domain, queries
 from services.projects.api import ApiPorts, create_api
 from services.projects.handlers import CommandMetadata, ProjectsHandlers
@@ -80,6 +82,19 @@ async def running(
                 scheme=infra.scheme,
                 token_secret=infra.token_secret,
             )
+        )
+
+        api.include_router(
+            ops_router(
+                store=infra.store,
+                pool=service_pool,
+                token_secret=infra.token_secret,
+                schema_prefix=infra.settings.schema_prefix,
+            )
+        )
+        # Lag of every projection in every schema is measured here, once for the system.
+        metrics_route(
+            api, store=infra.store, pool=service_pool, schema_prefix=infra.settings.schema_prefix
         )
 
         async def sweep_expired_invitations() -> None:
