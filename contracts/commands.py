@@ -5,42 +5,26 @@ Ids of new things, the actor and the time are added by the service, never taken 
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from contracts.base import Contract, Identifier
-from contracts.projects import RoleSpec
+from contracts.projects import ProjectTerms
 from contracts.values import (
     AwareDatetime,
     CapabilityLevel,
-    CountryCode,
-    LanguageCode,
     LongText,
     Measure,
-    MemberKind,
     ShortText,
-    SpatialThing,
 )
+from contracts.workspaces import MemberProfile, WorkspaceProfile
 
 
-class RegisterWorkspace(Contract):
-    workspace_id: Identifier
-    name: ShortText
-    city: ShortText
-    country: CountryCode
-    location: SpatialThing
-    languages: tuple[LanguageCode, ...] = Field(min_length=1)
-    timezone: ShortText
+class RegisterWorkspace(WorkspaceProfile):
+    """Register a workspace in the network (ops)."""
 
 
-class JoinWorkspace(Contract):
+class JoinWorkspace(MemberProfile):
     member_id: Identifier | None = None  # generated when absent
-    name: ShortText
-    kind: MemberKind
-    capabilities: tuple[CapabilityLevel, ...] = Field(min_length=1)
-    equipment: tuple[ShortText, ...] = ()
-    weekly_capacity: Measure
-    languages: tuple[LanguageCode, ...] = Field(min_length=1)
-    presentation: LongText = ""
 
 
 class DeclareCapabilities(Contract):
@@ -52,21 +36,8 @@ class ChangeCapacity(Contract):
     weekly_capacity: Measure
 
 
-class ProposeProject(Contract):
-    title: ShortText
-    description: LongText = ""
-    deliverable: ShortText
-    delivery_location: SpatialThing
-    due: AwareDatetime
-    roles: tuple[RoleSpec, ...] = Field(min_length=1, max_length=50)
-    open_call: bool = True
-
-    @model_validator(mode="after")
-    def _unique_role_ids(self) -> ProposeProject:
-        ids = [role.role_id for role in self.roles]
-        if len(ids) != len(set(ids)):
-            raise ValueError("role_id values must be unique within a project")
-        return self
+class ProposeProject(ProjectTerms):
+    """Propose a joint project; the coordinator is whoever's token sends it."""
 
 
 class InvitePartner(Contract):

@@ -37,11 +37,10 @@ class Seat(Contract):
     workspace_id: Identifier
 
 
-class ProjectProposed(Event):
-    type: Literal["project.proposed"] = "project.proposed"
-    project_id: Identifier
-    coordinator_member_id: Identifier
-    coordinator_workspace_id: Identifier
+class ProjectTerms(Contract):
+    """What is to be made, where and by when, and the roles it needs: the coordinator's
+    proposal (contracts.commands.ProposeProject) and, with ids, the event below."""
+
     title: ShortText
     description: LongText = ""
     deliverable: ShortText
@@ -52,11 +51,18 @@ class ProjectProposed(Event):
     open_call: bool = True
 
     @model_validator(mode="after")
-    def _unique_role_ids(self) -> ProjectProposed:
+    def _unique_role_ids(self) -> ProjectTerms:
         ids = [role.role_id for role in self.roles]
         if len(ids) != len(set(ids)):
             raise ValueError("role_id values must be unique within a project")
         return self
+
+
+class ProjectProposed(ProjectTerms, Event):
+    type: Literal["project.proposed"] = "project.proposed"
+    project_id: Identifier
+    coordinator_member_id: Identifier
+    coordinator_workspace_id: Identifier
 
 
 class PartnerInvited(Event):

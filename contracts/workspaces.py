@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from contracts.base import Event, Identifier
+from contracts.base import Contract, Event, Identifier
 from contracts.values import (
     CapabilityLevel,
     CountryCode,
@@ -19,8 +19,9 @@ from contracts.values import (
 )
 
 
-class WorkspaceRegistered(Event):
-    type: Literal["workspace.registered"] = "workspace.registered"
+class WorkspaceProfile(Contract):
+    """A workspace (a multifactory) as it presents itself to the network."""
+
     workspace_id: Identifier
     name: ShortText
     city: ShortText
@@ -30,8 +31,24 @@ class WorkspaceRegistered(Event):
     timezone: ShortText
 
 
-class MemberJoined(Event):
-    """A member (company, artisan, professional, collective) joined a workspace.
+class WorkspaceRegistered(WorkspaceProfile, Event):
+    type: Literal["workspace.registered"] = "workspace.registered"
+
+
+class MemberProfile(Contract):
+    """A member (company, artisan, professional, collective): who they are, what they do."""
+
+    name: ShortText
+    kind: MemberKind
+    capabilities: tuple[CapabilityLevel, ...] = Field(min_length=1)
+    equipment: tuple[ShortText, ...] = ()
+    weekly_capacity: Measure
+    languages: tuple[LanguageCode, ...] = Field(min_length=1)
+    presentation: LongText = ""
+
+
+class MemberJoined(MemberProfile, Event):
+    """A member joined a workspace.
 
     Version 2 gives every capability a level; version 1 listed bare capability ids
     (see contracts.upcasters).
@@ -41,13 +58,6 @@ class MemberJoined(Event):
     schema_version: ClassVar[int] = 2
     member_id: Identifier
     workspace_id: Identifier
-    name: ShortText
-    kind: MemberKind
-    capabilities: tuple[CapabilityLevel, ...] = Field(min_length=1)
-    equipment: tuple[ShortText, ...] = ()
-    weekly_capacity: Measure
-    languages: tuple[LanguageCode, ...] = Field(min_length=1)
-    presentation: LongText = ""
 
 
 class MemberCapabilitiesDeclared(Event):
