@@ -27,6 +27,9 @@ class Candidate(Contract):
     factors: tuple[FactorScore, ...]
     matched_capability: CapabilityId
     distance_km: float | None = None
+    # Optional since the first matcher release (older events lack them):
+    level: int | None = Field(default=None, ge=1, le=5)  # the member's level in matched_capability
+    free_hours: float | None = None  # hours the member has free until `due`, before this role
 
 
 class RoleProposal(Contract):
@@ -35,6 +38,7 @@ class RoleProposal(Contract):
     candidates: tuple[Candidate, ...] = ()
     # Set when nobody qualifies: says which filter left nobody, never silence.
     no_candidates_reason: str | None = None
+    open_seats: int | None = Field(default=None, ge=0)  # seats still to fill when proposed
 
 
 class TeamMember(Contract):
@@ -63,3 +67,7 @@ class CandidatesProposed(Event):
     # The event that triggered this proposal (ProjectProposed, a decline, a withdrawal ...).
     trigger_event_id: str
     trigger_sequence: int = Field(ge=0)
+    # Optional: the trigger's type (project.proposed, project.invitation_declined ...) and the
+    # capability taxonomy version the matcher used.
+    trigger_type: str | None = None
+    taxonomy_version: str | None = None

@@ -266,6 +266,22 @@ WEBHOOK_SECONDS = REGISTRY.histogram(
 )
 
 
+# -- matching --------------------------------------------------------------------------------
+MATCHING_PROPOSALS = REGISTRY.counter(
+    "mf_matching_proposals_total",
+    "Proposals computed by the matcher, by trigger type and whether some role had nobody.",
+    ("trigger", "outcome"),
+)
+MATCHING_PROPOSE_SECONDS = REGISTRY.histogram(
+    "mf_matching_propose_duration_seconds", "Time to compute one proposal (all roles, team)."
+)
+MATCHING_PUBLISHED = REGISTRY.counter(
+    "mf_matching_published_total",
+    "Outbox rows handled by the publisher, by outcome (appended, duplicate, skipped, failed).",
+    ("outcome",),
+)
+
+
 def record_webhook(outcome: str, seconds: float | None = None) -> None:
     """Hook for the notifications service: one webhook attempt and how it ended."""
     WEBHOOK_DELIVERIES.inc(outcome=outcome)

@@ -31,6 +31,8 @@ from infra.stack import (
     resolve_urls,
     runtime_file,
 )
+from services.matching import app as matching_app
+from services.matching.commands import app as matching_commands
 from services.notifications import app as notifications_app
 from services.notifications.commands import app as webhooks_app
 from services.ops.commands import register as register_ops
@@ -48,7 +50,15 @@ app.add_typer(events_app, name="events")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(openapi_app, name="openapi")
 app.add_typer(webhooks_app, name="webhooks")
-register_ops(app, events_app, lambda infra: {"workspace_view": view_projection(infra)})
+app.add_typer(matching_commands, name="matching")
+register_ops(
+    app,
+    events_app,
+    lambda infra: {
+        "workspace_view": view_projection(infra),
+        "matching_directory": matching_app.directory_projection(infra),
+    },
+)
 app.add_typer(contracts_app, name="contracts")
 
 
@@ -77,7 +87,7 @@ def up() -> None:
     asyncio.run(_up(_settings()))
 
 
-SERVICES = ("projects", "notifications")
+SERVICES = ("projects", "matching", "notifications")
 
 
 def _service(name: str, infra: Infrastructure, settings: Settings):
@@ -85,6 +95,8 @@ def _service(name: str, infra: Infrastructure, settings: Settings):
     host = settings.http_host
     if name == "projects":
         return projects_app.running(infra, http_host=host, http_port=settings.http_port)
+    if name == "matching":
+        return matching_app.running(infra, http_host=host, http_port=settings.matching_http_port)
     if name == "notifications":
         return notifications_app.running(
             infra, http_host=host, http_port=settings.notifications_http_port
@@ -112,6 +124,8 @@ async def _up(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
         typer.echo(f"  Postgres  {infra.database_url}")
         if "projects" in urls:
             typer.echo(f"  Projects  {urls['projects']}  (live view page, API docs at /docs)")
+        if "matching" in urls:
+            typer.echo(f"  Matching  {urls['matching']}/metrics  (proposals: GET /projects/{{id}})")
         if "notifications" in urls:
             typer.echo(f"  Webhooks  {urls['notifications']}  (endpoints, delivery log)")
         if names == SERVICES:

@@ -26,7 +26,8 @@ MF = Path(sys.executable).with_name("mf")
 async def start_mf_up(data_dir: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
     environment["MF_DATA_DIR"] = str(data_dir)
-    environment["MF_HTTP_PORT"] = "0"
+    for port in ("MF_HTTP_PORT", "MF_NOTIFICATIONS_HTTP_PORT", "MF_MATCHING_HTTP_PORT"):
+        environment[port] = "0"
     process = await asyncio.create_subprocess_exec(
         str(MF), "up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment
     )
