@@ -3,6 +3,8 @@
 - append: one event is a plain publish; several are one atomic batch (all or nothing).
   The first message carries `Nats-Expected-Last-Subject-Sequence` over the aggregate's
   wildcard subject, so the whole append is refused if anyone wrote to the aggregate since.
+- under load, concurrent appends to distinct aggregates share one atomic batch (group
+  commit, see infra/group_commit.py): one fsync for many appends with `sync_interval: always`.
 - retries are safe: `Nats-Msg-Id` is the event id, and a refused check whose events turn
   out to be ours already is reported as a duplicate, not a conflict.
 - load/read use batched Direct Get; follow uses an ordered push consumer.
@@ -34,16 +36,22 @@ from infra.eventstore import (
     StoredMessage,
     check_append,
 )
+from infra.group_commit import GroupCommit, GroupCommitter, Outgoing
 
 log = structlog.get_logger(__name__)
 
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_BATCH_DUPLICATE_MSG_ID = 10201
+# Too many atomic batches in flight on the stream: refused (or a staged message dropped,
+# which the commit reports as an incomplete batch). Nothing is stored; retry shortly.
+ERR_BATCH_INCOMPLETE = 10176
+ERR_TOO_MANY_BATCHES = 10210
+_PRESSURE_RETRIES = 6
 _WRONG_LAST_SEQUENCE = re.compile(r"wrong last sequence: (\d+)")
-_DIRECT_GET_BATCH = 1000
+_DIRECT_GET_BATCH = 10_000  # messages per Direct Get request (one round trip)
 _FOLLOW_BUFFER = 20_000
 
-_OUTBOX = tuple[str, bytes, dict[str, str]]
+_OUTBOX = Outgoing
 
 
 class JetStreamEventStore:
@@ -54,12 +62,16 @@ class JetStreamEventStore:
         scheme: SubjectScheme | None = None,
         *,
         timeout: float = 5.0,
+        group_commit: GroupCommit | None = None,
     ) -> None:
         self.client = client
         self.stream = stream
         self.scheme = scheme or SubjectScheme()
         self.timeout = timeout
         self._js = client.jetstream()
+        _speed_up_header_parsing(client)
+        self.group_commit = group_commit if group_commit is not None else GroupCommit()
+        self._committer = GroupCommitter(self.group_commit, self._send, self._subject_at)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -72,11 +84,13 @@ class JetStreamEventStore:
     ) -> AppendResult:
         check_append(aggregate, aggregate_id, events)
         outbox = [self._outgoing(pending) for pending in events]
+        key = self.scheme.aggregate_events(aggregate, aggregate_id)
         if expected_version is not ANY:
-            outbox[0][2].update(self._occ_headers(aggregate, aggregate_id, expected_version))
-        ack = await (
-            self._publish_one(outbox[0]) if len(outbox) == 1 else self._publish_batch(outbox)
-        )
+            outbox[0][2].update(self._occ_headers(key, expected_version))
+        if self.group_commit.enabled:
+            ack = await self._committer.submit(key, outbox)
+        else:
+            ack = await self._send(outbox)
         error = ack.get("error")
         if error is None:
             last = int(ack["seq"])
@@ -103,13 +117,16 @@ class JetStreamEventStore:
         subject = self.scheme.event_of_type(envelope.type, envelope.aggregate_id)
         return subject, encode_body(pending), encode_headers(envelope)
 
-    def _occ_headers(self, aggregate: str, aggregate_id: str, expected: int) -> dict[str, str]:
+    @staticmethod
+    def _occ_headers(key: str, expected: int) -> dict[str, str]:
         return {
             "Nats-Expected-Last-Subject-Sequence": str(expected),
-            "Nats-Expected-Last-Subject-Sequence-Subject": self.scheme.aggregate_events(
-                aggregate, aggregate_id
-            ),
+            "Nats-Expected-Last-Subject-Sequence-Subject": key,
         }
+
+    @property
+    def group_commit_stats(self):
+        return self._committer.stats
 
     async def _request(self, subject: str, body: bytes, headers: dict[str, str]) -> dict:
         try:
@@ -131,18 +148,84 @@ class JetStreamEventStore:
         subject, body, headers = message
         return await self._request(subject, body, headers)
 
+    async def _send(self, outbox: list[_OUTBOX]) -> dict:
+        """One message as a plain publish, several as one atomic batch; returns the ack."""
+        if len(outbox) == 1:
+            return await self._publish_one(outbox[0])
+        for attempt in range(_PRESSURE_RETRIES + 1):
+            ack = await self._publish_batch(outbox)
+            code = (ack.get("error") or {}).get("err_code")
+            if code not in (ERR_TOO_MANY_BATCHES, ERR_BATCH_INCOMPLETE) or (
+                attempt == _PRESSURE_RETRIES
+            ):
+                return ack
+            log.warning("event_store.batch_pressure", stream=self.stream, error=ack["error"])
+            await asyncio.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
     async def _publish_batch(self, outbox: list[_OUTBOX]) -> dict:
-        """Atomic batch: messages 1..n-1 are staged, the n-th commits and gets the one ack."""
-        batch_id = outbox[0][2]["Nats-Msg-Id"]
-        last = len(outbox)
-        for index, (subject, body, headers) in enumerate(outbox, start=1):
-            headers["Nats-Batch-Id"] = batch_id
-            headers["Nats-Batch-Sequence"] = str(index)
-            if index < last:
-                await self.client.publish(subject, body, headers=headers)
+        """Atomic batch: messages 1..n-1 are staged, the n-th commits and gets the one ack.
+        The caller's header dicts are left as they were, so a batch can be resubmitted."""
+        batch_id = self._committer.new_batch_id()
+        await self._stage(outbox[:-1], batch_id)
         subject, body, headers = outbox[-1]
-        headers["Nats-Batch-Commit"] = "1"
-        return await self._request(subject, body, headers)
+        commit = {
+            **headers,
+            "Nats-Batch-Id": batch_id,
+            "Nats-Batch-Sequence": str(len(outbox)),
+            "Nats-Batch-Commit": "1",
+        }
+        return await self._request(subject, body, commit)
+
+    async def _stage(self, messages: list[_OUTBOX], batch_id: str) -> None:
+        """Publish messages 1..n of a batch without a reply: the commit carries the one ack.
+
+        nats-py's `publish` spends ~15 µs encoding a message with our eight headers, more
+        than the rest of an append; the protocol lines are built here (~2 µs) and handed to
+        the client's write buffer in one piece, which the commit request then flushes."""
+        send_command = getattr(self.client, "_send_command", None)
+        commands = []
+        for sequence, (subject, body, headers) in enumerate(messages, start=1):
+            lines = "".join([f"{key}: {value}\r\n" for key, value in headers.items()])
+            header = (
+                f"NATS/1.0\r\n{lines}Nats-Batch-Id: {batch_id}\r\n"
+                f"Nats-Batch-Sequence: {sequence}\r\n\r\n"
+            )
+            lines_expected = len(headers) + 4
+            if (
+                send_command is None
+                or header.count("\n") != lines_expected
+                or header.count("\r") != lines_expected
+            ):
+                # A value with a line break (or a client without the internal API): the
+                # public path, which sanitises values the way nats-py does.
+                await self._stage_slowly(messages, batch_id)
+                return
+            encoded = header.encode()
+            size = len(encoded)
+            commands.append(f"HPUB {subject} {size} {size + len(body)}\r\n".encode())
+            commands.append(encoded)
+            commands.append(body)
+            commands.append(b"\r\n")
+        if self.client.is_closed:
+            raise EventStoreError("the NATS connection is closed")
+        await send_command(b"".join(commands))
+
+    async def _stage_slowly(self, messages: list[_OUTBOX], batch_id: str) -> None:
+        for sequence, (subject, body, headers) in enumerate(messages, start=1):
+            staged = {**headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(sequence)}
+            await self.client.publish(subject, body, headers=staged)
+
+    async def _subject_at(self, sequence: int) -> str | None:
+        """The subject of the message stored at `sequence` (None if there is none)."""
+        request = json.dumps({"seq": sequence}).encode()
+        try:
+            reply = await self.client.request(
+                f"$JS.API.DIRECT.GET.{self.stream}", request, timeout=self.timeout
+            )
+        except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            return None
+        return (reply.headers or {}).get("Nats-Subject")
 
     @staticmethod
     def _actual_version(error: dict) -> int | None:
@@ -291,6 +374,36 @@ class JetStreamEventStore:
         except Exception as error:  # nats-py raises several types here
             raise EventStoreError(f"cannot read stream {self.stream}: {error}") from error
         return info.state.last_seq
+
+
+_WHITESPACE = re.compile(r"\s")
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
+
+
+def parse_header_lines(raw: bytes) -> dict[str, str]:
+    """nats-py's `Client._parse_header_lines`, same results, ~10x faster.
+
+    nats-py 2.16 tests every character of every header name with a generator expression;
+    with the dozen headers a stored event comes back with (ours, the concurrency check's,
+    the batch's, Direct Get's), that was ~60 µs per message: most of the time spent reading
+    the log. The same rule (a name holding whitespace is skipped) as one regex search.
+    """
+    out: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = name.strip(_ASCII_WHITESPACE)
+        if not key.isascii() or _WHITESPACE.search(key):
+            continue  # nats-py skips names that are not ASCII or hold whitespace
+        out[key] = value.strip(_ASCII_WHITESPACE)
+    return out
+
+
+def _speed_up_header_parsing(client: NatsClient) -> None:
+    """Give this client (only) the faster header parser, when it has the slow one."""
+    if callable(getattr(type(client), "_parse_header_lines", None)):
+        client._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
 
 
 def _parse_time(value: str) -> datetime:

@@ -25,6 +25,7 @@ from infra.eventstore import EventStore
 from infra.jetstream_store import JetStreamEventStore
 from infra.metrics import MeteredEventStore
 from infra.nats_connection import connect_nats
+from infra.runtime import tune_gc
 from infra.settings import Settings
 from infra.streams import EventStreamSpec, ensure_event_stream
 
@@ -110,6 +111,7 @@ def free_port_is(port: int) -> bool:
 async def open_infrastructure(
     settings: Settings, *, client_name: str = "multifactory"
 ) -> AsyncIterator[Infrastructure]:
+    tune_gc()  # once per service process: see infra/runtime.py
     async with contextlib.AsyncExitStack() as stack:
         embedded = []
         nats_url, database_url = settings.nats_url, settings.database_url

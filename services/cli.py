@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -144,6 +146,20 @@ def serve(
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r} (one of {', '.join(SERVICES)})")
     asyncio.run(_up(_settings(), (service,)))
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(context: typer.Context) -> None:
+    """Run the benchmark suite (`python -m bench`; pass --help for its options). Needs the
+    optional `bench` dependencies (the peer library and profilers): see the README."""
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / "bench" / "__main__.py").exists():
+        raise typer.BadParameter("bench/ ships with the source checkout, not with the package")
+    command = [sys.executable, "-m", "bench", *context.args]
+    raise typer.Exit(subprocess.call(command, cwd=checkout))
 
 
 @tokens_app.command("create")
