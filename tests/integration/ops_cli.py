@@ -44,7 +44,9 @@ class CliResult:
     stderr: str
 
 
-async def run_cli(infra, *args: str, timeout: float = 60) -> CliResult:
+async def run_cli(infra, *args: str, timeout: float = 60, real_mf: bool = False) -> CliResult:
+    """real_mf: run the installed `mf` (every projection of the system registered) instead
+    of this file's test projections."""
     settings = infra.settings
     env = {
         **os.environ,
@@ -58,9 +60,13 @@ async def run_cli(infra, *args: str, timeout: float = 60) -> CliResult:
         "MF_TOKEN_SECRET": infra.token_secret,
         "COLUMNS": "160",
     }
+    program = (
+        [str(Path(sys.executable).with_name("mf"))]
+        if real_mf
+        else [sys.executable, str(Path(__file__))]
+    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(Path(__file__)),
+        *program,
         *args,
         env=env,
         cwd=ROOT,
