@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.embedded import nats_server_binary
+from infra.settings import Settings
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 CONFIGS = [
@@ -47,3 +48,11 @@ def test_compose_runs_every_node_with_its_config_and_three_replicas():
     assert 'MF_STREAM_REPLICAS: "3"' in compose
     for service in ("projects", "matching", "notifications"):
         assert f'command: ["serve", "{service}"]' in compose
+
+
+def test_compose_sets_only_settings_that_exist():
+    compose = (INFRA / "compose.yaml").read_text()
+    names = set(re.findall(r"^\s+(MF_[A-Z_]+):", compose, re.MULTILINE))
+    assert {"MF_HTTP_PORT", "MF_NOTIFICATIONS_HTTP_PORT", "MF_MATCHING_HTTP_PORT"} <= names
+    unknown = {name for name in names if name[3:].lower() not in Settings.model_fields}
+    assert unknown == set(), f"compose.yaml sets variables no service reads: {unknown}"
