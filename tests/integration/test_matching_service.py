@@ -72,6 +72,10 @@ async def test_a_proposed_project_gets_ranked_explained_candidates(infrastructur
     async with running(infrastructure, poll_interval=0.2):
         await append_world(store, world)
         (recorded,) = await eventually(lambda: proposals_of(store, "p1"))
+        (row,) = await eventually(
+            lambda: outbox_rows(infrastructure),
+            until=lambda rows: rows and rows[0]["status"] == "published",
+        )
     proposal, trigger = recorded.event, world.recorded[-1]
     assert recorded.event_id == proposal_event_id(trigger.event_id)
     assert recorded.envelope.causation_id == trigger.event_id
@@ -91,12 +95,25 @@ async def test_a_proposed_project_gets_ranked_explained_candidates(infrastructur
     )
     assert {m.member_id for m in proposal.team.members} == {"lena", "marco"}
     assert not proposal.team.complete
-    (row,) = await outbox_rows(infrastructure)
-    assert (row["status"], row["outcome"], row["published_sequence"]) == (
-        "published",
-        "appended",
-        recorded.sequence,
-    )
+    assert (row["outcome"], row["published_sequence"]) == ("appended", recorded.sequence)
+
+
+async def test_the_service_serves_its_metrics(infrastructure):
+    store = infrastructure.store
+    world = small_world(store.scheme)
+    world.project("p1", (role("film", "filmmaking"),))
+    async with running(infrastructure, poll_interval=0.2, http_port=0) as service:
+        await append_world(store, world)
+        async with httpx.AsyncClient(base_url=service.url) as client:
+
+            async def scrape() -> str:
+                return (await client.get("/metrics")).text
+
+            text = await eventually(scrape, until=lambda t: "mf_matching_published_total{" in t)
+    proposed = 'mf_matching_proposals_total{trigger="project.proposed",outcome="some_role_empty"}'
+    assert proposed in text
+    assert 'mf_matching_published_total{outcome="appended"}' in text
+    assert "mf_matching_propose_duration_seconds_count" in text
 
 
 class Client:
