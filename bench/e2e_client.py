@@ -1,6 +1,7 @@
 """The client side of figure 5, in its own process: commands at a fixed rate over HTTP, and
 one Server-Sent Events stream per workspace; for every accepted command, how long until its
-workspace's SSE stream pushed a view holding the project at (at least) the new version.
+workspace's SSE stream pushed the project at (at least) the new version, in a `view` event
+or a `project` event (one changed project).
 
     python -m bench.e2e_client --url http://127.0.0.1:8000 --plan plan.json
 
@@ -43,10 +44,10 @@ async def run(url: str, plan: dict) -> dict:
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
                     event = line[6:].strip()
-                elif line.startswith("data:") and event == "view":
+                elif line.startswith("data:") and event in ("view", "project"):
                     when = loop.time()
-                    view = json.loads(line[5:])
-                    for project in view.get("projects", ()):
+                    data = json.loads(line[5:])
+                    for project in _workspace_projects(event, data):
                         seen.setdefault(project["project_id"], []).append(
                             (project["version"], when)
                         )
@@ -128,6 +129,13 @@ async def run(url: str, plan: dict) -> dict:
         "p99_ms": pct(0.99),
         "max_ms": latencies[-1] if latencies else float("nan"),
     }
+
+
+def _workspace_projects(event: str, data: dict) -> list[dict]:
+    """The workspace's own projects in a `view` event, or the one of a `project` event."""
+    if event == "view":
+        return data.get("projects", [])
+    return [data["project"]] if "projects" in data["sections"] else []
 
 
 def main() -> None:

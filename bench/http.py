@@ -4,10 +4,13 @@ commit, durable NATS as shipped) against a hello-world endpoint of the same serv
 
 Per run: the maximum rate of each (closed loop, `connections` keep-alive connections, each
 with its own projects), then commands at half their maximum rate (open loop) for p50/p99.
+The server's CPU per request (this process: API, handlers, projection runner) is noted too:
+on a shared machine it moves less than the rates do.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from bench import stack, workload
@@ -33,11 +36,12 @@ async def measure(report: Report, sizes: HttpSizes, runs: int, database_url: str
         base = {"seconds": sizes.seconds, "connections": sizes.connections, "headers": headers}
         report.record_load("figure 3 start")
         hello_rates, command_rates, p50s, p99s, half_rates = [], [], [], [], []
+        hello_cpu, command_cpu = [], []
         for _ in range(runs):
-            h = await stack.load_process(service.url, base | {"mode": "closed", "requests": hello})
-            c = await stack.load_process(
-                service.url, base | {"mode": "closed", "requests": commands}
-            )
+            h, cpu = await _timed(service.url, base | {"mode": "closed", "requests": hello})
+            hello_cpu.append(cpu)
+            c, cpu = await _timed(service.url, base | {"mode": "closed", "requests": commands})
+            command_cpu.append(cpu)
             assert c["ok"] == c["count"], c
             half = await stack.load_process(
                 service.url,
@@ -62,6 +66,8 @@ async def measure(report: Report, sizes: HttpSizes, runs: int, database_url: str
             "≥ 0.5 x hello world",
             rate >= 0.5 * hello_rate,
             command_rates,
+            note=f"server CPU per request: command {median(command_cpu):,.0f} µs, hello "
+            f"{median(hello_cpu):,.0f} µs ({median(hello_cpu) / median(command_cpu):.2f})",
         )
     )
     p99 = median(p99s)
@@ -80,3 +86,10 @@ async def measure(report: Report, sizes: HttpSizes, runs: int, database_url: str
             higher_is_better=False,
         )
     )
+
+
+async def _timed(url: str, plan: dict) -> tuple[dict, float]:
+    """The load generator's result, and this process's CPU µs per request meanwhile."""
+    started = time.process_time()
+    result = await stack.load_process(url, plan)
+    return result, (time.process_time() - started) * 1e6 / max(result["count"], 1)

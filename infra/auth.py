@@ -73,9 +73,13 @@ def verify_token(secret: str, token: str, *, now: datetime | None = None) -> Tok
         claims = TokenClaims.model_validate_json(_unb64(payload))
     except (ValidationError, ValueError) as error:
         raise InvalidTokenError("token claims are malformed") from error
+    check_not_expired(claims, now)
+    return claims
+
+
+def check_not_expired(claims: TokenClaims, now: datetime | None = None) -> None:
     if claims.expires_at and claims.expires_at <= (now or datetime.now(UTC)):
         raise InvalidTokenError("token has expired")
-    return claims
 
 
 def load_or_create_secret(path: Path) -> str:

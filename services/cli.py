@@ -86,10 +86,27 @@ async def _wait_for_stop_signal() -> None:
 def up() -> None:
     """Run the whole system. Starts embedded NATS and PostgreSQL when MF_NATS_URL /
     MF_DATABASE_URL are unset (data kept in MF_DATA_DIR, default ./.mf-data)."""
-    asyncio.run(_up(_settings()))
+    settings = _settings()
+    _serve_forever(_up(settings), settings)
 
 
 SERVICES = ("projects", "matching", "notifications")
+
+
+def _serve_forever(main_coroutine, settings: Settings) -> None:
+    """Run the services on uvloop (it comes with uvicorn[standard]): less CPU per HTTP
+    request and per NATS message than asyncio's own loop. Not with embedded servers: the
+    embedded PostgreSQL may drop privileges when started as root, which uvloop's
+    subprocesses cannot do; a laptop's `mf up` does not need the speed."""
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is None or not (settings.nats_url and settings.database_url):
+        asyncio.run(main_coroutine)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main_coroutine)
 
 
 def _service(name: str, infra: Infrastructure, settings: Settings):
@@ -145,7 +162,8 @@ def serve(
     """Run one service in this process (production runs one process per service)."""
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r} (one of {', '.join(SERVICES)})")
-    asyncio.run(_up(_settings(), (service,)))
+    settings = _settings()
+    _serve_forever(_up(settings, (service,)), settings)
 
 
 @app.command(

@@ -1,16 +1,16 @@
 """The HTTP API of the projects service: commands for coordinators and members, reads of
 projects, their history and the workspace live view (JSON and Server-Sent Events)."""
 
-import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import asyncpg
 import structlog
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from nats.aio.client import Client as NatsClient
@@ -19,7 +19,7 @@ from contracts import commands as requests
 from contracts.subjects import SubjectScheme
 from infra.auth import TokenClaims
 from infra.eventstore import ConcurrencyError, EventStore, EventStoreError
-from infra.http_auth import claims_dependency
+from infra.http_auth import BEARER_OPENAPI, TokenVerifier, claims_dependency
 from infra.ids import new_id
 from services.projects import domain, queries
 from services.projects.handlers import CommandMetadata, Outcome, ProjectsHandlers
@@ -29,12 +29,14 @@ from services.projects.idempotency import (
     StoredResponse,
     request_fingerprint,
 )
-from services.projects.views import NETWORK
+from services.projects.live import HeldProjects, LiveHub
 
 log = structlog.get_logger(__name__)
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 KEEPALIVE_SECONDS = 15.0
+
+IDEMPOTENCY_KEY_LENGTH = 200
 
 _STATUS_OF_RULE = {
     domain.NotFoundError: 404,
@@ -54,15 +56,85 @@ class ApiPorts:
     token_secret: str
 
 
+@dataclass(frozen=True, slots=True)
+class CommandHeaders:
+    """What every command reads from its headers: who calls, and how it may be repeated."""
+
+    claims: TokenClaims
+    if_match: str | None
+    idempotency_key: str | None
+
+
+IF_MATCH_OPENAPI = {
+    "name": "if-match",
+    "in": "header",
+    "required": False,
+    "description": 'Expected version, e.g. "12"',
+    "schema": {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": 'Expected version, e.g. "12"',
+        "title": "If-Match",
+    },
+}
+IDEMPOTENCY_KEY_OPENAPI = {
+    "name": "idempotency-key",
+    "in": "header",
+    "required": False,
+    "schema": {
+        "anyOf": [{"type": "string", "maxLength": IDEMPOTENCY_KEY_LENGTH}, {"type": "null"}],
+        "title": "Idempotency-Key",
+    },
+}
+
+
+def command_openapi(if_match: bool = True) -> dict:
+    """The headers `command_headers` reads, as declared dependencies would describe them
+    (commands that create something take no If-Match)."""
+    parameters = (
+        [IF_MATCH_OPENAPI, IDEMPOTENCY_KEY_OPENAPI] if if_match else [IDEMPOTENCY_KEY_OPENAPI]
+    )
+    return {**BEARER_OPENAPI, "parameters": parameters}
+
+
 def create_api(ports: ApiPorts) -> FastAPI:
+    hub = LiveHub(ports.nats, ports.scheme, ports.views) if ports.nats is not None else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if hub is not None:
+            await hub.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Multifactory Backbone — projects",
         version="1",
         description="Joint projects across shared workspaces: propose, staff, produce, deliver.",
     )
     Claims = Annotated[TokenClaims, Depends(claims_dependency(ports.token_secret))]
-    IfMatch = Annotated[str | None, Header(description='Expected version, e.g. "12"')]
-    IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+    verifier = TokenVerifier(ports.token_secret)
+
+    async def command_headers(request: Request) -> CommandHeaders:
+        """Authorization, If-Match and Idempotency-Key read at once, as one dependency (a bearer
+        scheme, a claims dependency and two header parameters cost FastAPI four solves);
+        command_openapi() describes them."""
+        headers = request.headers
+        claims = verifier.claims_of(headers.get("authorization"))
+        key = headers.get("idempotency-key")
+        if key is not None and len(key) > IDEMPOTENCY_KEY_LENGTH:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "string_too_long",
+                        "loc": ("header", "idempotency-key"),
+                        "msg": f"String should have at most {IDEMPOTENCY_KEY_LENGTH} characters",
+                        "input": key,
+                    }
+                ]
+            )
+        return CommandHeaders(claims, headers.get("if-match"), key)
+
+    Command = Annotated[CommandHeaders, Depends(command_headers)]
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -112,28 +184,28 @@ def create_api(ports: ApiPorts) -> FastAPI:
 
     async def run(
         request: Request,
-        claims: TokenClaims,
-        idempotency_key: str | None,
+        command: CommandHeaders,
         action: Callable[[CommandMetadata], Awaitable[Outcome]],
         status_code: int = 200,
     ) -> JSONResponse:
+        claims, idempotency_key = command.claims, command.idempotency_key
         caller = f"{claims.workspace_id}/{claims.member_id or claims.role}"
-        correlation_id = request.headers.get("x-correlation-id") or new_id()
+        headers = request.headers
+        correlation_id = headers.get("x-correlation-id") or new_id()
         meta = CommandMetadata(
             actor=domain.Actor(claims.workspace_id, claims.role, claims.member_id),
             correlation_id=correlation_id[:64],
-            traceparent=request.headers.get("traceparent"),
+            traceparent=headers.get("traceparent"),
             idempotency_key=f"{caller}/{idempotency_key}" if idempotency_key else None,
         )
+        path = request.scope["path"]
         with structlog.contextvars.bound_contextvars(
-            correlation_id=meta.correlation_id, actor=caller, path=request.url.path
+            correlation_id=meta.correlation_id, actor=caller, path=path
         ):
             if idempotency_key is None:
                 outcome = await action(meta)
                 return _outcome_response(outcome, status_code)
-            fingerprint = request_fingerprint(
-                request.method, request.url.path, await request.body()
-            )
+            fingerprint = request_fingerprint(request.method, path, await request.body())
             try:
                 stored = await ports.idempotency.begin(caller, idempotency_key, fingerprint)
             except IdempotencyConflictError as error:
@@ -160,70 +232,72 @@ def create_api(ports: ApiPorts) -> FastAPI:
 
     # -- workspaces and members ---------------------------------------------------------------
 
-    @app.post("/workspaces", status_code=201, tags=["workspaces"])
+    @app.post(
+        "/workspaces",
+        status_code=201,
+        tags=["workspaces"],
+        openapi_extra=command_openapi(if_match=False),
+    )
     async def register_workspace(
         body: requests.RegisterWorkspace,
         request: Request,
-        claims: Claims,
-        idempotency_key: IdempotencyKey = None,
+        command: Command,
     ):
         """Register a workspace (ops only)."""
         return await run(
             request,
-            claims,
-            idempotency_key,
+            command,
             lambda meta: handlers.register_workspace(body, meta),
             201,
         )
 
-    @app.post("/workspaces/{workspace_id}/members", status_code=201, tags=["workspaces"])
+    @app.post(
+        "/workspaces/{workspace_id}/members",
+        status_code=201,
+        tags=["workspaces"],
+        openapi_extra=command_openapi(if_match=False),
+    )
     async def join_workspace(
         workspace_id: str,
         body: requests.JoinWorkspace,
         request: Request,
-        claims: Claims,
-        idempotency_key: IdempotencyKey = None,
+        command: Command,
     ):
         """Add a member (company, artisan, professional, collective) to a workspace."""
         return await run(
             request,
-            claims,
-            idempotency_key,
+            command,
             lambda meta: handlers.join_workspace(workspace_id, body, meta),
             201,
         )
 
-    @app.put("/members/{member_id}/capabilities", tags=["workspaces"])
+    @app.put(
+        "/members/{member_id}/capabilities", tags=["workspaces"], openapi_extra=command_openapi()
+    )
     async def declare_capabilities(
         member_id: str,
         body: requests.DeclareCapabilities,
         request: Request,
-        claims: Claims,
-        if_match: IfMatch = None,
-        idempotency_key: IdempotencyKey = None,
+        command: Command,
     ):
-        version = _version(if_match)
+        version = _version(command.if_match)
         return await run(
             request,
-            claims,
-            idempotency_key,
+            command,
             lambda meta: handlers.change_member(member_id, body, meta, version),
         )
 
-    @app.put("/members/{member_id}/capacity", tags=["workspaces"])
+    @app.put("/members/{member_id}/capacity", tags=["workspaces"], openapi_extra=command_openapi())
     async def change_capacity(
         member_id: str,
         body: requests.ChangeCapacity,
         request: Request,
-        claims: Claims,
-        if_match: IfMatch = None,
-        idempotency_key: IdempotencyKey = None,
+        command: Command,
     ):
-        version = _version(if_match)
+        version = _version(command.if_match)
         return await run(
             request,
-            claims,
-            idempotency_key,
+            command,
             lambda meta: handlers.change_member(member_id, body, meta, version),
         )
 
@@ -238,17 +312,19 @@ def create_api(ports: ApiPorts) -> FastAPI:
 
     # -- joint projects ------------------------------------------------------------------------
 
-    @app.post("/projects", status_code=201, tags=["projects"])
+    @app.post(
+        "/projects",
+        status_code=201,
+        tags=["projects"],
+        openapi_extra=command_openapi(if_match=False),
+    )
     async def propose(
         body: requests.ProposeProject,
         request: Request,
-        claims: Claims,
-        idempotency_key: IdempotencyKey = None,
+        command: Command,
     ):
         """Propose a joint project (a coordinator token, acting for its workspace)."""
-        return await run(
-            request, claims, idempotency_key, lambda meta: handlers.propose(body, meta), 201
-        )
+        return await run(request, command, lambda meta: handlers.propose(body, meta), 201)
 
     def project_command(path: str, name: str, body_model, call, status_code: int = 200):
         """Register POST /projects/{id}/<path>: every project command has this shape."""
@@ -256,22 +332,24 @@ def create_api(ports: ApiPorts) -> FastAPI:
         async def endpoint(
             project_id: str,
             request: Request,
-            claims: Claims,
             body: body_model,  # a pydantic model: validated, errors name the field
-            if_match: IfMatch = None,
-            idempotency_key: IdempotencyKey = None,
+            command: Command,
         ):
-            version = _version(if_match)
+            version = _version(command.if_match)
             return await run(
                 request,
-                claims,
-                idempotency_key,
+                command,
                 lambda meta: call(project_id, request, body, meta, version),
                 status_code,
             )
 
         endpoint.__name__ = name
-        app.post(f"/projects/{{project_id}}/{path}", tags=["projects"], name=name)(endpoint)
+        app.post(
+            f"/projects/{{project_id}}/{path}",
+            tags=["projects"],
+            name=name,
+            openapi_extra=command_openapi(),
+        )(endpoint)
 
     project_command(
         "invitations",
@@ -318,39 +396,41 @@ def create_api(ports: ApiPorts) -> FastAPI:
         lambda pid, _r, body, meta, v: handlers.cancel(pid, body, meta, v),
     )
 
-    @app.post("/projects/{project_id}/invitations/{invitation_id}/acceptance", tags=["projects"])
+    @app.post(
+        "/projects/{project_id}/invitations/{invitation_id}/acceptance",
+        tags=["projects"],
+        openapi_extra=command_openapi(),
+    )
     async def accept(
         project_id: str,
         invitation_id: str,
         request: Request,
-        claims: Claims,
-        if_match: IfMatch = None,
-        idempotency_key: IdempotencyKey = None,
+        command: Command,
     ):
         """Accept an invitation (the invited member). The last seat also staffs the project."""
-        version = _version(if_match)
+        version = _version(command.if_match)
         return await run(
             request,
-            claims,
-            idempotency_key,
+            command,
             lambda meta: handlers.accept(project_id, invitation_id, meta, version),
         )
 
-    @app.post("/projects/{project_id}/invitations/{invitation_id}/decline", tags=["projects"])
+    @app.post(
+        "/projects/{project_id}/invitations/{invitation_id}/decline",
+        tags=["projects"],
+        openapi_extra=command_openapi(),
+    )
     async def decline(
         project_id: str,
         invitation_id: str,
         body: requests.DeclineInvitation,
         request: Request,
-        claims: Claims,
-        if_match: IfMatch = None,
-        idempotency_key: IdempotencyKey = None,
+        command: Command,
     ):
-        version = _version(if_match)
+        version = _version(command.if_match)
         return await run(
             request,
-            claims,
-            idempotency_key,
+            command,
             lambda meta: handlers.decline(project_id, invitation_id, body, meta, version),
         )
 
@@ -429,14 +509,18 @@ def create_api(ports: ApiPorts) -> FastAPI:
 
     @app.get("/workspaces/{workspace_id}/live", tags=["live view"])
     async def workspace_live(workspace_id: str, request: Request, claims: Claims):
-        """Server-Sent Events: `view` (the whole view, on connect and on every change) and
+        """Server-Sent Events: `view` (the whole view, first and whenever it must be re-read),
+        `project` (one changed project: {"project": its document, "sections": the parts of the
+        view showing it, `projects` and/or `open_calls`, [] once it left them}) and
         `notification` (events from the workspace's feed)."""
         check_workspace(workspace_id, claims)
-        first = await view_of(workspace_id)
-        if ports.nats is None:
+        if hub is None:
             raise HTTPException(503, "live updates need NATS")
+        async with ports.views.acquire() as connection:
+            if await queries.workspace(connection, workspace_id) is None:
+                raise HTTPException(404, f"workspace {workspace_id} is not registered")
         return StreamingResponse(
-            _live_stream(ports, workspace_id, first, view_of, request),
+            _live_events(hub, workspace_id, view_of, request),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -473,50 +557,35 @@ def openapi_document() -> dict:
     ).openapi()
 
 
-async def _live_stream(ports: ApiPorts, workspace_id: str, first: dict, view_of, request: Request):
-    changes: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
-
-    async def on_change(msg) -> None:
-        if not changes.full():
-            changes.put_nowait(("view", b""))
-
-    async def on_notification(msg) -> None:
-        if not changes.full():
-            changes.put_nowait(("notification", msg.data))
-
-    nats = ports.nats
-    subscriptions = [
-        await nats.subscribe(ports.scheme.live(workspace_id), cb=on_change),
-        await nats.subscribe(ports.scheme.live(NETWORK), cb=on_change),
-        await nats.subscribe(ports.scheme.workspace_feed(workspace_id), cb=on_notification),
-    ]
-    try:
-        yield _sse("view", first)
+async def _live_events(hub: LiveHub, workspace_id: str, view_of, request: Request):
+    async with hub.stream(workspace_id) as stream:  # open before the first read: no gap
+        try:
+            view = await view_of(workspace_id)
+        except HTTPException:
+            return
+        held = HeldProjects(workspace_id, view)
+        yield _sse("view", view)
         while True:
-            try:
-                kind, data = await asyncio.wait_for(changes.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
+            change = await stream.next(KEEPALIVE_SECONDS)
+            if change is None:
                 if await request.is_disconnected():
                     return
                 yield ": keep-alive\n\n"
                 continue
-            if kind == "notification":
+            for data in change.notifications:
                 yield _sse("notification", _notification(data))
+            if change.whole_view or None in change.projects.values():
+                try:
+                    view = await view_of(workspace_id)
+                except HTTPException:
+                    return
+                held = HeldProjects(workspace_id, view)
+                yield _sse("view", view)
                 continue
-            while not changes.empty():  # coalesce a burst of changes into one refresh
-                more_kind, more_data = changes.get_nowait()
-                if more_kind == "notification":
-                    yield _sse("notification", _notification(more_data))
-            try:
-                yield _sse("view", await view_of(workspace_id))
-            except HTTPException:
-                return
-    finally:
-        for subscription in subscriptions:
-            try:
-                await subscription.unsubscribe()
-            except Exception as error:  # the connection may be closing; nothing to clean up
-                log.debug("api.live_unsubscribe_failed", error=repr(error))
+            for document in change.projects.values():
+                data = held.event_for(document)
+                if data is not None:
+                    yield f"event: project\ndata: {data}\n\n"
 
 
 def _notification(data: bytes) -> dict:

@@ -37,11 +37,10 @@ async def project_rows(connection: asyncpg.Connection, where: str, *args) -> lis
         " WHERE i.project_id = any($1::text[]) ORDER BY i.position",
         ids,
     )
-    timeline = await connection.fetch(
-        "SELECT * FROM (SELECT t.*, row_number() OVER"
-        " (PARTITION BY project_id ORDER BY sequence DESC) AS recent FROM timeline t"
-        " WHERE project_id = any($1::text[])) x WHERE recent <= $2"
-        " ORDER BY project_id, sequence",
+    timeline = await connection.fetch(  # the newest entries of each, read backwards by key
+        "SELECT t.* FROM unnest($1::text[]) AS ids(project_id) CROSS JOIN LATERAL"
+        " (SELECT * FROM timeline WHERE project_id = ids.project_id"
+        "  ORDER BY sequence DESC LIMIT $2) t ORDER BY t.project_id, t.sequence",
         ids,
         TIMELINE_LENGTH,
     )
@@ -130,6 +129,10 @@ def _project_document(
     }
 
 
+async def projects_by_id(connection: asyncpg.Connection, project_ids: list[str]) -> list[dict]:
+    return await project_rows(connection, "p.project_id = any($1::text[])", project_ids)
+
+
 async def project(connection: asyncpg.Connection, project_id: str) -> dict | None:
     rows = await project_rows(connection, "p.project_id = $1", project_id)
     return rows[0] if rows else None
@@ -162,11 +165,12 @@ async def workspace_view(connection: asyncpg.Connection, workspace_id: str) -> d
         return None
     projects = await project_rows(connection, "p.scope @> ARRAY[$1::text]", workspace_id)
     for item in projects:
-        item["relation"] = _relation(item, workspace_id)
+        item["relation"] = relation(item, workspace_id)
     return {"workspace": about, "projects": projects}
 
 
-def _relation(item: dict, workspace_id: str) -> str:
+def relation(item: dict, workspace_id: str) -> str:
+    """How the workspace takes part in the project (a project document of `project_rows`)."""
     if item["coordinator"]["workspace_id"] == workspace_id:
         return "coordinator"
     statuses = {i["status"] for i in item["invitations"] if i["workspace_id"] == workspace_id}

@@ -26,7 +26,16 @@ async def sse_events(response: httpx.Response):
             event, data = None, ""
 
 
-async def test_the_live_stream_pushes_a_new_view_after_each_change(api_as, projects_service):
+def shown_projects(kind: str, data: dict) -> list[dict]:
+    """The workspace's own projects pushed by a `view` event, or by a `project` event."""
+    if kind == "view":
+        return data["projects"]
+    if kind == "project" and "projects" in data["sections"]:
+        return [data["project"]]
+    return []
+
+
+async def test_the_live_stream_pushes_each_change(api_as, projects_service):
     await seed_network(api_as)
     ada = api_as("mage", "coordinator", "ada")
     headers = {"Authorization": f"Bearer {ada.token}"}
@@ -43,16 +52,23 @@ async def test_the_live_stream_pushes_a_new_view_after_each_change(api_as, proje
         created = await ada.post("/projects", project_body(title="Solar kiosk"))
         project_id = created.json()["id"]
 
-        async def until_project_shows():
-            async for kind, view in events:
-                if kind == "view" and any(p["project_id"] == project_id for p in view["projects"]):
-                    return view
-            return None
+        async def until_shown(version: int) -> dict:
+            async for kind, data in events:
+                for project in shown_projects(kind, data):
+                    if project["project_id"] == project_id and project["version"] >= version:
+                        return project
+            raise AssertionError("the stream ended")
 
-        view = await asyncio.wait_for(until_project_shows(), 10)
-        (project,) = view["projects"]
+        project = await asyncio.wait_for(until_shown(1), 10)
         assert project["title"] == "Solar kiosk" and project["relation"] == "coordinator"
         assert [r["open"] for r in project["roles"]] == [1, 2]
+
+        invited = await ada.post(
+            f"/projects/{project_id}/invitations", {"role_id": "bags", "member_id": "lena"}
+        )
+        project = await asyncio.wait_for(until_shown(invited.json()["version"]), 10)
+        assert [r["invited"] for r in project["roles"]] == [0, 1]
+        assert project["timeline"][-1]["type"] == "project.partner_invited"
 
 
 async def test_another_workspace_cannot_open_my_live_stream(api_as, projects_service):
