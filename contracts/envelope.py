@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -23,6 +24,12 @@ class Envelope(Contract):
     correlation_id: str = Field(min_length=1, max_length=64)
     causation_id: str | None = None
     traceparent: str | None = None
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> Envelope:
+        """`Envelope(**values)`, validated the same way, ~1 µs cheaper (no keyword-argument
+        plumbing): for writers, which build one per event they append."""
+        return cls.__pydantic_validator__.validate_python(values)
 
 
 @dataclass(frozen=True, slots=True)

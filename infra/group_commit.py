@@ -3,6 +3,8 @@
 With `sync_interval: always` JetStream fsyncs every single publish, but an atomic batch costs
 about one fsync. So under load, appends are coalesced into batches (bounded by `max_events`
 and `max_wait`); a lone append still goes straight out, since a batch has a fixed cost.
+Writers woken together (by one acknowledgement) share the next group rather than the first
+going alone, and a group too small to be a batch waits for company while a batch is in flight.
 
 Each request keeps its own concurrency check on its first message. JetStream evaluates every
 check in a batch against the state *before* the batch, so two requests for the same aggregate
@@ -115,6 +117,8 @@ class GroupCommitter:
         self._open_keys: set[str] = set()
         self._open_events = 0
         self._open_due = False  # its wait is over, but every batch slot was busy
+        self._close_scheduled = False
+        self._waking = False  # writers just answered run in this turn of the loop
         self._deferred: deque[_Request] = deque()  # same aggregate as a request in _open
         self._deferred_keys: Counter[str] = Counter()
         self._closed: deque[list[_Request]] = deque()
@@ -133,7 +137,7 @@ class GroupCommitter:
 
     async def submit(self, key: str, messages: list[Outgoing]) -> dict:
         """The acknowledgement of `messages` (or its refusal), as if they were sent alone."""
-        if self.idle or len(messages) > self.config.max_events:
+        if (self.idle and not self._waking) or len(messages) > self.config.max_events:
             return await self._direct(messages)
         self.stats.batched += 1
         request = _Request(key, messages, asyncio.get_running_loop().create_future())
@@ -165,7 +169,7 @@ class GroupCommitter:
         if self._open_events >= self.config.max_events:
             self._close()
         elif self._in_flight == 0:  # nothing to wait for: the group goes now
-            self._close()
+            self._close_soon()
 
     def _join(self, request: _Request) -> None:
         self._open.append(request)
@@ -179,10 +183,27 @@ class GroupCommitter:
         self._timer = None
         if not self._open:
             return
-        if self._batches < self.config.max_batches_in_flight:
+        if self._open_events < self.config.min_batch and self._batches:
+            # Too small for a batch, and one is in flight: its acknowledgement wakes many
+            # writers, so keep filling until a send returns (one round trip at most).
+            self._open_due = True
+        elif self._batches < self.config.max_batches_in_flight:
             self._close()
         else:  # keep filling it until a slot frees: bigger batches under saturation
             self._open_due = True
+
+    def _close_soon(self) -> None:
+        """Close the open group at the end of this turn of the event loop: tasks already
+        woken (say, by the acknowledgement of a batch) join it first instead of leaving
+        behind a group of one."""
+        if not self._close_scheduled:
+            self._close_scheduled = True
+            asyncio.get_running_loop().call_soon(self._close_if_due)
+
+    def _close_if_due(self) -> None:
+        self._close_scheduled = False
+        if self._open and not self._closed and (self._open_due or self._in_flight == 0):
+            self._close()
 
     def _close(self) -> None:
         if self._timer is not None:
@@ -213,7 +234,7 @@ class GroupCommitter:
     def _after_send(self) -> None:
         self._dispatch()
         if self._open and not self._closed and (self._open_due or self._in_flight == 0):
-            self._close()
+            self._close_soon()
 
     async def _run(self, group: list[_Request]) -> None:
         try:
@@ -227,7 +248,19 @@ class GroupCommitter:
         finally:
             self._batches -= 1
             self._in_flight -= 1
+            self._mark_waking()
             self._after_send()
+
+    def _mark_waking(self) -> None:
+        """The writers a group just answered run in the next turn of the loop, and most
+        append again at once: until that turn is over, an append joins a group even when
+        nothing is in flight, so they share one instead of the first going alone."""
+        if not self._waking:
+            self._waking = True
+            asyncio.get_running_loop().call_soon(self._woken)
+
+    def _woken(self) -> None:
+        self._waking = False
 
     # -- sending a group and isolating refusals -------------------------------------------
 

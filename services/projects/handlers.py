@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
@@ -19,6 +19,7 @@ from contracts.base import Event
 from contracts.envelope import Envelope, PendingEvent
 from contracts.matching import CandidatesProposed
 from infra.eventstore import ConcurrencyError, EventStore
+from infra.keyed_lock import KeyedLock
 from services.projects import domain
 from services.projects.domain import Actor
 
@@ -123,10 +124,15 @@ class Repository(Generic[S]):
 
 
 class ProjectsHandlers:
+    """Commands on one aggregate given to one instance run one at a time, in arrival order
+    (a per-aggregate lock), so they never conflict with each other; conflicts with other
+    processes are refreshed and decided again, or surfaced."""
+
     def __init__(self, store: EventStore, clock: Clock, new_id: IdSource) -> None:
         self.store = store
         self.clock = clock
         self.new_id = new_id
+        self.locks = KeyedLock()  # keys: (aggregate, aggregate id)
         self.workspaces: Repository[domain.Workspace] = Repository(
             store,
             "workspace",
@@ -309,15 +315,16 @@ class ProjectsHandlers:
 
     # -- the one way a command is carried out -----------------------------------------------
 
-    async def _project(
+    def _project(
         self,
         project_id: str,
         command: domain.ProjectCommand,
         meta: CommandMetadata,
         expected_version: int | None,
         ids: _Ids | None = None,
-    ) -> Outcome:
-        return await self._execute(
+    ) -> Coroutine[None, None, Outcome]:
+        # not a coroutine itself: one frame less between every project command and the store
+        return self._execute(
             self.projects,
             project_id,
             lambda state, now: domain.decide_project(state, command, meta.actor, now),
@@ -335,24 +342,36 @@ class ProjectsHandlers:
         scope_of: Callable[[S], tuple[str, ...]],
         meta: CommandMetadata,
         expected_version: int | None,
-        ids: _Ids | None = None,
+        ids: IdSource | None = None,
     ) -> Outcome:
         """Load (from cache), decide, append at the version decided on. On a conflict the
         state is refreshed and the command decided again — unless the caller pinned the
         version it saw (If-Match), in which case the conflict is theirs to resolve."""
-        ids = ids or _Ids(meta, self.new_id)
-        event_ids = [ids() for _ in range(2)]  # at most two events per decision
-        try:
-            return await self._decide_and_append(
-                repository, aggregate_id, decide, scope_of, meta, expected_version, event_ids
-            )
-        except (ConcurrencyError, domain.DomainError):
-            if meta.idempotency_key is None:
-                raise
-            done = await self._already_appended(repository.aggregate, aggregate_id, event_ids)
-            if done is None:
-                raise
-            return done
+        if ids is None:
+            ids = _Ids(meta, self.new_id) if meta.idempotency_key is not None else self.new_id
+        # Event ids are made once per command and kept through its retries. Derived ones (with
+        # an idempotency key) are made up front: a retry finds its events in the log by them
+        # even when it decides nothing new. Fresh ones only as events need them.
+        event_ids = [ids(), ids()] if meta.idempotency_key is not None else []
+        async with self.locks((repository.aggregate, aggregate_id)):
+            try:
+                return await self._decide_and_append(
+                    repository,
+                    aggregate_id,
+                    decide,
+                    scope_of,
+                    meta,
+                    expected_version,
+                    ids,
+                    event_ids,
+                )
+            except (ConcurrencyError, domain.DomainError):
+                if meta.idempotency_key is None:
+                    raise
+                done = await self._already_appended(repository.aggregate, aggregate_id, event_ids)
+                if done is None:
+                    raise
+                return done
 
     async def _already_appended(
         self, aggregate: str, aggregate_id: str, event_ids: list[str]
@@ -379,9 +398,11 @@ class ProjectsHandlers:
         scope_of: Callable[[S], tuple[str, ...]],
         meta: CommandMetadata,
         expected_version: int | None,
+        ids: IdSource,
         event_ids: list[str],
     ) -> Outcome:
         conflict: ConcurrencyError | None = None
+        actor = actor_label(meta.actor)
         for attempt in range(_CONFLICT_RETRIES):
             state, version = await repository.load(aggregate_id, refresh=attempt > 0)
             if expected_version is not None and expected_version != version:
@@ -393,9 +414,14 @@ class ProjectsHandlers:
             now = self.clock.now()
             events = list(decide(state, now))
             after = reduce(repository.evolve, events, state)
+            while len(event_ids) < len(events):
+                event_ids.append(ids())
+            scope = scope_of(after)
             envelopes = [
-                self._envelope(event, aggregate_id, event_ids[index], scope_of(after), meta, now)
-                for index, event in enumerate(events)
+                self._envelope(
+                    event, repository.aggregate, aggregate_id, event_id, scope, actor, meta, now
+                )
+                for event, event_id in zip(events, event_ids, strict=False)
             ]
             try:
                 result = await self.store.append(
@@ -419,23 +445,27 @@ class ProjectsHandlers:
     @staticmethod
     def _envelope(
         event: Event,
+        aggregate: str,
         aggregate_id: str,
         event_id: str,
         scope: tuple[str, ...],
+        actor: str,
         meta: CommandMetadata,
         now: datetime,
     ) -> PendingEvent:
-        envelope = Envelope(
-            event_id=event_id,
-            type=event.type,
-            schema_version=type(event).schema_version,
-            aggregate=event.aggregate(),
-            aggregate_id=aggregate_id,
-            occurred_at=now,
-            actor=actor_label(meta.actor),
-            workspace_scope=scope,
-            correlation_id=meta.correlation_id,
-            causation_id=meta.causation_id,
-            traceparent=meta.traceparent,
+        envelope = Envelope.of(
+            {
+                "event_id": event_id,
+                "type": event.type,
+                "schema_version": type(event).schema_version,
+                "aggregate": aggregate,  # the store refuses an event of another aggregate
+                "aggregate_id": aggregate_id,
+                "occurred_at": now,
+                "actor": actor,
+                "workspace_scope": scope,
+                "correlation_id": meta.correlation_id,
+                "causation_id": meta.causation_id,
+                "traceparent": meta.traceparent,
+            }
         )
         return PendingEvent(envelope, event)
