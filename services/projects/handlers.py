@@ -158,7 +158,7 @@ class ProjectsHandlers:
             lambda state, _now: domain.decide_workspace(state, command, meta.actor),
             lambda state: (request.workspace_id,),
             meta,
-            expected_version=0,
+            expected_version=None,  # exists already: the domain says so, by name
         )
 
     async def join_workspace(
@@ -174,7 +174,7 @@ class ProjectsHandlers:
             lambda state, _now: domain.decide_member(state, command, meta.actor),
             lambda state: (workspace_id,),
             meta,
-            expected_version=0,
+            expected_version=None,
             ids=ids,
         )
 
