@@ -142,6 +142,17 @@ async def run(options: argparse.Namespace) -> reporting.Report:
     return report
 
 
+def _run_on_service_loop(coroutine, *, embedded_postgres: bool):
+    """The loop `mf serve` runs services on with configured servers: uvloop (see
+    services/cli.py). An embedded PostgreSQL started as root needs asyncio's own loop."""
+    if embedded_postgres:
+        return asyncio.run(coroutine)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     options = parse(argv)
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     tune_gc()  # as every service process does (infra.stack.open_infrastructure)
-    report = asyncio.run(run(options))
+    report = _run_on_service_loop(run(options), embedded_postgres=options.embedded_postgres)
     output = options.output or (None if options.quick or options.smoke else DEFAULT_OUTPUT)
     if output is not None:
         reporting.write(output, report, PREAMBLE)
