@@ -30,16 +30,29 @@ class Event(Contract):
 
     @classmethod
     def event_type(cls) -> str:
-        return cls.model_fields["type"].default
+        return _names_of(cls)[0]
 
     @classmethod
     def aggregate(cls) -> str:
-        return cls.event_type().split(".", 1)[0]
+        return _names_of(cls)[1]
 
     @classmethod
     def event_name(cls) -> str:
-        return cls.event_type().split(".", 1)[1]
+        return _names_of(cls)[2]
 
     def data(self) -> dict:
         """The payload as JSON-ready data, without the pinned type."""
         return self.model_dump(mode="json", exclude={"type"}, by_alias=True)
+
+
+# (type, aggregate, name) per event class: asked for on every append and read.
+_NAMES: dict[type, tuple[str, str, str]] = {}
+
+
+def _names_of(cls: type[Event]) -> tuple[str, str, str]:
+    try:
+        return _NAMES[cls]
+    except KeyError:
+        event_type = cls.model_fields["type"].default
+        aggregate, _, name = event_type.partition(".")
+        return _NAMES.setdefault(cls, (event_type, aggregate, name))
