@@ -412,12 +412,13 @@ def _parse_time(value: str) -> datetime:
 
 def _stored_from_direct_get(msg: Msg) -> StoredMessage:
     headers = dict(msg.headers or {})
+    headers.pop("Nats-Num-Pending", None)  # where the batch was, not part of the message
     return StoredMessage(
         sequence=int(headers.pop("Nats-Sequence")),
         subject=headers.pop("Nats-Subject"),
         recorded_at=_parse_time(headers.pop("Nats-Time-Stamp")),
         body=msg.data,
-        headers={k: v for k, v in headers.items() if not k.startswith("Nats-Num-Pending")},
+        headers=headers,
     )
 
 

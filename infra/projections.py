@@ -110,6 +110,8 @@ class ProjectionSupersededError(RuntimeError):
 
 
 Mode = Literal["live", "rebuild"]
+# A batch's events, and the messages to park with the reason they cannot be decoded.
+Decoded = tuple[list[RecordedEvent], list[tuple[StoredMessage, str]]]
 
 
 class ProjectionRunner:
@@ -203,11 +205,13 @@ class ProjectionRunner:
             position = batch[-1].sequence
         return await self.position()
 
-    async def process(self, batch: list[StoredMessage]) -> None:
+    async def process(self, batch: list[StoredMessage], decoded: Decoded | None = None) -> None:
+        """Apply a batch and advance the checkpoint, in one transaction (retried while the
+        database is unreachable). `decoded`: `decode(batch)`, when the caller has it."""
         delay = self.retry_delay
         while True:
             try:
-                changed = await self._commit(batch)
+                changed = await self._commit(batch, decoded)
                 break
             except Exception as error:
                 if not retryable(error):
@@ -245,11 +249,11 @@ class ProjectionRunner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
 
-    async def _commit(self, batch: list[StoredMessage]) -> set[str]:
+    async def _commit(self, batch: list[StoredMessage], decoded: Decoded | None) -> set[str]:
         started = time.perf_counter()
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(self._search_path)
-            changed, applied = await self.apply_batch(connection, batch)
+            changed, applied = await self.apply_batch(connection, batch, decoded)
         if applied:
             metrics.PROJECTION_EVENTS.inc(applied, **self._labels)
             metrics.PROJECTION_BATCH_EVENTS.observe(applied, **self._labels)
@@ -261,7 +265,10 @@ class ProjectionRunner:
         return changed
 
     async def apply_batch(
-        self, connection: asyncpg.Connection, batch: list[StoredMessage]
+        self,
+        connection: asyncpg.Connection,
+        batch: list[StoredMessage],
+        decoded: Decoded | None = None,
     ) -> tuple[set[str], int]:
         """Apply a batch inside the caller's transaction (search_path: this schema) and
         advance the checkpoint. Returns the changed keys and how many messages were new."""
@@ -275,7 +282,9 @@ class ProjectionRunner:
         fresh = [message for message in batch if message.sequence > last]
         if not fresh:
             return set(), 0
-        events, parked = _decode(fresh)
+        if decoded is None or len(fresh) != len(batch):
+            decoded = decode(fresh)
+        events, parked = decoded[0], list(decoded[1])
         changed: set[str] = set()
         token = rebuilding.set(self.mode == "rebuild")
         try:
@@ -403,9 +412,8 @@ async def _upgrade_runner_tables(connection: asyncpg.Connection) -> None:
         )
 
 
-def _decode(
-    messages: list[StoredMessage],
-) -> tuple[list[RecordedEvent], list[tuple[StoredMessage, str]]]:
+def decode(messages: list[StoredMessage]) -> Decoded:
+    """The events of a batch, and the messages to park with the reason they cannot be read."""
     events, parked = [], []
     for message in messages:
         try:

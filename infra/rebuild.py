@@ -3,8 +3,10 @@
 A `Rebuild` builds a new generation of a projection from the log into `<schema>__rebuild`
 in large batches (through the projection's `apply_bulk` when it has one; `copy_upsert` gives
 it COPY speed), while the live schema keeps serving reads and its runner keeps following the
-log. `swap()` applies the last events and exchanges the schemas in ONE transaction, after
-which the live runner continues on the new generation. `hold_at_live_position()` stops both
+log. The next batch is read while one is applied, and the shadow tables are ANALYZEd as they
+grow (planned on empty tables, the projection's lookups would turn into sequential scans).
+`swap()` applies the last events and exchanges the schemas in ONE transaction, after which
+the live runner continues on the new generation. `hold_at_live_position()` stops both
 at the same log position so they can be compared (`mf replay --diff`).
 
 A rebuild never fires side effects: `after_commit` is not called, and
@@ -14,21 +16,24 @@ See docs/adr/2026-11-25-rebuild-and-swap.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 
-from infra.eventstore import EventStore
+from infra.eventstore import EventStore, EventStoreError, StoredMessage
 from infra.postgres import quote_identifier
 from infra.projections import (
     RUNNER_BOOKKEEPING,
+    Decoded,
     Projection,
     ProjectionRunner,
+    decode,
     rebuilding,
 )
 
@@ -38,6 +43,10 @@ T = TypeVar("T")
 
 SHADOW_SUFFIX = "__rebuild"
 RETIRED_SUFFIX = "__retired"
+# The shadow's statistics are refreshed after this many events, then each time the count
+# has grown this much (a handful of ANALYZEs, whatever the log's length).
+FIRST_ANALYZE = 20_000
+ANALYZE_GROWTH = 4
 
 
 class RebuildError(RuntimeError):
@@ -175,6 +184,7 @@ class Rebuild:
         self.position = self.from_sequence - 1  # everything up to here is in the shadow
         self._lock: asyncpg.Connection | None = None
         self._events = 0
+        self._analyze_at = FIRST_ANALYZE
         self._started = 0.0
         self._reported = 0.0
         self._swapped = False
@@ -267,18 +277,15 @@ class Rebuild:
             if self.position >= target:
                 self._report(head, force=True)
                 return self.position
-            while self.position < target:
-                batch = await self.store.read(
-                    self.position + 1, self.runner.batch_size, self.projection.subject_filter
-                )
-                batch = [message for message in batch if message.sequence <= target]
-                if not batch:
-                    self.position = target
-                    break
-                await self.runner.process(batch)
-                self._events += len(batch)
-                self.position = batch[-1].sequence
-                self._report(head)
+            async with contextlib.aclosing(self._read_ahead(self.position + 1, target)) as batches:
+                async for batch, decoded in batches:
+                    await self.runner.process(batch, decoded)
+                    self._events += len(batch)
+                    self.position = batch[-1].sequence
+                    self._report(head)
+                    if self._events >= self._analyze_at:
+                        await self._analyze()
+            self.position = max(self.position, target)  # the rest are other subjects
             if until is not None and self.position >= until:
                 self._report(head, force=True)
                 return self.position
@@ -313,6 +320,43 @@ class Rebuild:
             return await inspect(connection, live)
 
     # -- internals ----------------------------------------------------------------------------
+
+    async def _read_ahead(
+        self, first: int, last: int
+    ) -> AsyncIterator[tuple[list[StoredMessage], Decoded]]:
+        """The log from `first` to `last` in decoded batches. The next batch is read and
+        decoded while the caller applies this one (while PostgreSQL writes it)."""
+        reading: asyncio.Future | None = asyncio.ensure_future(self._read_batch(first, last))
+        try:
+            while reading is not None:
+                batch, decoded = await reading
+                reading = None
+                if not batch:
+                    return
+                if batch[-1].sequence < last:
+                    reading = asyncio.ensure_future(self._read_batch(batch[-1].sequence + 1, last))
+                yield batch, decoded
+        finally:
+            if reading is not None:
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError, EventStoreError):
+                    await reading
+
+    async def _read_batch(self, first: int, last: int) -> tuple[list[StoredMessage], Decoded]:
+        batch = await self.store.read(first, self.runner.batch_size, self.projection.subject_filter)
+        batch = [message for message in batch if message.sequence <= last]
+        return batch, decode(batch)
+
+    async def _analyze(self) -> None:
+        """Refresh the shadow tables' statistics: planned on empty tables, the projection's
+        `= any($1)` lookups turn into sequential scans as the tables grow."""
+        self._analyze_at = self._events * ANALYZE_GROWTH
+        async with self.pool.acquire() as connection:
+            for table in await projection_tables(connection, self.shadow):
+                await connection.execute(
+                    f"ANALYZE {quote_identifier(self.shadow)}.{quote_identifier(table)}"
+                )
+        log.debug("rebuild.analyzed", schema=self.shadow, events=self._events)
 
     def _report(self, head: int, *, force: bool = False) -> None:
         if self.on_progress is None:

@@ -3,16 +3,19 @@
 Per project one row (status, roles, invitations, scope, the latest matching proposal),
 its invitations, and its timeline; plus workspaces and members, to name partners with their
 workspace, city and country. Batches are folded in memory with the domain's own `evolve`
-and written with a handful of statements, so rebuilds run at log speed.
+and written with a handful of statements; the rows of large batches (a rebuild, a catch-up)
+go in with COPY, so rebuilds run at log speed.
 
 After each commit, a core-NATS signal `<root>.live.<workspace_id>` tells live clients that
-the view of that workspace changed (`<root>.live._network` for the open calls list).
+the view of that workspace changed (`<root>.live._network` for the open calls list), naming
+the projects: `{"changed": true, "projects": [...]}` (services/projects/live.py pushes just
+those).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -120,25 +123,36 @@ class ProjectRow:
 def evolve_row(row: ProjectRow | None, recorded: RecordedEvent) -> ProjectRow | None:
     """The view's project row after one project or matching event (pure)."""
     event = recorded.event
-    stamp = {
-        "version": recorded.sequence,
-        "last_event_at": recorded.envelope.occurred_at,
-        "last_event_type": recorded.type,
-    }
+    occurred_at = recorded.envelope.occurred_at
     if isinstance(event, ProjectProposed):
         return ProjectRow(
             state=domain.evolve_project(domain.Project(project_id=event.project_id), event),
             description=event.description,
             deliverable=event.deliverable,
             delivery=event.delivery_location.model_dump(mode="json"),
-            proposed_at=recorded.envelope.occurred_at,
-            **stamp,
+            proposed_at=occurred_at,
+            version=recorded.sequence,
+            last_event_at=occurred_at,
+            last_event_type=recorded.type,
         )
     if row is None:  # a matching proposal for a project we never saw, or a broken log
         return None
     if isinstance(event, CandidatesProposed):
-        return replace(row, proposals=event.data(), **stamp)
-    return replace(row, state=domain.evolve_project(row.state, event), **stamp)
+        state, proposals = row.state, event.data()
+    else:
+        state, proposals = domain.evolve_project(row.state, event), row.proposals
+    # Built field by field: dataclasses.replace costs more than the fold itself.
+    return ProjectRow(
+        state,
+        row.description,
+        row.deliverable,
+        row.delivery,
+        row.proposed_at,
+        recorded.sequence,
+        occurred_at,
+        recorded.type,
+        proposals,
+    )
 
 
 class WorkspaceViewProjection:
@@ -160,6 +174,7 @@ class WorkspaceViewProjection:
             if e.envelope.aggregate in ("project", "matching")
         }
         rows = await self._load_rows(connection, touched) if touched else {}
+        stored = set(rows)
         before_scope = {pid: _audience(row) for pid, row in rows.items()}
         timeline = []
         for recorded in events:
@@ -175,23 +190,24 @@ class WorkspaceViewProjection:
                 await self._apply_workspace(connection, recorded)
             elif aggregate == "member":
                 await self._apply_member(connection, recorded)
-        changed: set[str] = set()
+        changed: set[str] = set()  # "<workspace or NETWORK>/<project_id>"
         for project_id in touched:
-            changed |= before_scope.get(project_id, set()) | _audience(rows[project_id])
-        await self._store_rows(connection, [rows[pid] for pid in touched])
-        if timeline:
-            await connection.executemany(
-                "INSERT INTO timeline (project_id, sequence, occurred_at, recorded_at, type,"
-                " actor, summary) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                timeline,
-            )
+            audience = before_scope.get(project_id, set()) | _audience(rows[project_id])
+            changed |= {f"{key}/{project_id}" for key in audience}
+        await self._store_rows(connection, [rows[pid] for pid in touched], stored)
+        await _insert(connection, TIMELINE, timeline)
         return changed
 
     async def after_commit(self, changed: set[str]) -> None:
         if self.nats is None:
             return
-        for workspace_id in sorted(changed):
-            await self.nats.publish(self.scheme.live(workspace_id), b'{"changed": true}')
+        named: dict[str, list[str]] = {}
+        for key in sorted(changed):
+            workspace_id, _, project_id = key.partition("/")
+            named.setdefault(workspace_id, []).append(project_id)
+        for workspace_id, project_ids in named.items():
+            signal = json.dumps({"changed": True, "projects": project_ids}).encode()
+            await self.nats.publish(self.scheme.live(workspace_id), signal)
 
     async def _load_rows(
         self, connection: asyncpg.Connection, project_ids: set[str]
@@ -243,48 +259,24 @@ class WorkspaceViewProjection:
             )
         return rows
 
-    async def _store_rows(self, connection: asyncpg.Connection, rows: list[ProjectRow]) -> None:
-        if not rows:
-            return
-        await connection.executemany(
-            "INSERT INTO projects (project_id, title, description, deliverable, delivery, due,"
-            " open_call, status, coordinator_member_id, coordinator_workspace_id, roles, scope,"
-            " proposals, version, proposed_at, last_event_at, last_event_type) VALUES"
-            " ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, $12, $13::jsonb, $14,"
-            " $15, $16, $17) ON CONFLICT (project_id) DO UPDATE SET status = excluded.status,"
-            " roles = excluded.roles, scope = excluded.scope, proposals = excluded.proposals,"
-            " version = excluded.version, last_event_at = excluded.last_event_at,"
-            " last_event_type = excluded.last_event_type",
-            [
-                (
-                    row.state.project_id,
-                    row.state.title,
-                    row.description,
-                    row.deliverable,
-                    json.dumps(row.delivery),
-                    row.state.due,
-                    row.state.open_call,
-                    row.state.status,
-                    row.state.coordinator_member_id,
-                    row.state.coordinator_workspace_id,
-                    json.dumps([r.model_dump(mode="json") for r in row.state.roles]),
-                    list(row.state.workspace_scope),
-                    json.dumps(row.proposals) if row.proposals is not None else None,
-                    row.version,
-                    row.proposed_at,
-                    row.last_event_at,
-                    row.last_event_type,
-                )
-                for row in rows
-            ],
-        )
-        await connection.execute(
-            "DELETE FROM invitations WHERE project_id = any($1::text[])",
-            [row.state.project_id for row in rows],
-        )
-        await connection.executemany(
-            "INSERT INTO invitations (invitation_id, project_id, role_id, member_id,"
-            " workspace_id, status, expires_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    async def _store_rows(
+        self, connection: asyncpg.Connection, rows: list[ProjectRow], stored: set[str]
+    ) -> None:
+        """Write the touched projects and their invitations. `stored`: those already in the
+        table, updated in place; the others are new, inserted with COPY when many."""
+        new, old = [], []
+        for row in rows:
+            (old if row.state.project_id in stored else new).append(_project_record(row))
+        await _insert(connection, PROJECTS, new)
+        if old:
+            await connection.executemany(PROJECTS.insert, old)
+            await connection.execute(
+                "DELETE FROM invitations WHERE project_id = any($1::text[])",
+                [record[0] for record in old],
+            )
+        await _insert(
+            connection,
+            INVITATIONS,
             [
                 (
                     i.invitation_id,
@@ -355,6 +347,103 @@ class WorkspaceViewProjection:
                 event.member_id,
                 event.weekly_capacity.hasNumericalValue,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """How rows go into one of the view's tables: `insert` row by row, or COPY."""
+
+    name: str
+    columns: tuple[str, ...]
+    insert: str  # parameters in the order of `columns`
+
+
+PROJECTS = Table(
+    "projects",
+    (
+        "project_id",
+        "title",
+        "description",
+        "deliverable",
+        "delivery",
+        "due",
+        "open_call",
+        "status",
+        "coordinator_member_id",
+        "coordinator_workspace_id",
+        "roles",
+        "scope",
+        "proposals",
+        "version",
+        "proposed_at",
+        "last_event_at",
+        "last_event_type",
+    ),
+    insert="INSERT INTO projects (project_id, title, description, deliverable, delivery, due,"
+    " open_call, status, coordinator_member_id, coordinator_workspace_id, roles, scope,"
+    " proposals, version, proposed_at, last_event_at, last_event_type) VALUES"
+    " ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11::jsonb, $12, $13::jsonb, $14,"
+    " $15, $16, $17) ON CONFLICT (project_id) DO UPDATE SET status = excluded.status,"
+    " roles = excluded.roles, scope = excluded.scope, proposals = excluded.proposals,"
+    " version = excluded.version, last_event_at = excluded.last_event_at,"
+    " last_event_type = excluded.last_event_type",
+)
+INVITATIONS = Table(
+    "invitations",
+    (
+        "invitation_id",
+        "project_id",
+        "role_id",
+        "member_id",
+        "workspace_id",
+        "status",
+        "expires_at",
+        "position",
+    ),
+    insert="INSERT INTO invitations (invitation_id, project_id, role_id, member_id,"
+    " workspace_id, status, expires_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+)
+TIMELINE = Table(
+    "timeline",
+    ("project_id", "sequence", "occurred_at", "recorded_at", "type", "actor", "summary"),
+    insert="INSERT INTO timeline (project_id, sequence, occurred_at, recorded_at, type,"
+    " actor, summary) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+)
+
+# From this many rows, a table is written with one COPY (one round trip, binary rows)
+# rather than `executemany`. A COPY that hits an existing key fails the batch, and the
+# runner then applies its events one by one, through `insert` (which skips duplicates).
+COPY_FROM_ROWS = 32
+
+
+async def _insert(connection: asyncpg.Connection, table: Table, records: list[tuple]) -> None:
+    if len(records) >= COPY_FROM_ROWS:
+        await connection.copy_records_to_table(table.name, records=records, columns=table.columns)
+    elif records:
+        await connection.executemany(table.insert, records)
+
+
+def _project_record(row: ProjectRow) -> tuple:
+    state = row.state
+    return (
+        state.project_id,
+        state.title,
+        row.description,
+        row.deliverable,
+        json.dumps(row.delivery),
+        state.due,
+        state.open_call,
+        state.status,
+        state.coordinator_member_id,
+        state.coordinator_workspace_id,
+        json.dumps([r.model_dump(mode="json") for r in state.roles]),
+        list(state.workspace_scope),
+        json.dumps(row.proposals) if row.proposals is not None else None,
+        row.version,
+        row.proposed_at,
+        row.last_event_at,
+        row.last_event_type,
+    )
 
 
 def _audience(row: ProjectRow) -> set[str]:
