@@ -59,6 +59,7 @@ register_ops(
     lambda infra: {
         "workspace_view": view_projection(infra),
         "matching_directory": matching_app.directory_projection(infra),
+        "notifications_audience": notifications_app.audience_projection(infra),
     },
 )
 app.add_typer(contracts_app, name="contracts")

@@ -54,6 +54,12 @@ class NotificationsService:
         self.feed.wake()
 
 
+def audience_projection(infra: Infrastructure) -> tuple[AudienceProjection, str]:
+    """Who is concerned by what, and its schema (what `mf replay notifications_audience`
+    rebuilds; the delivery log and endpoints are carried over, never re-fired)."""
+    return AudienceProjection(), infra.schema(SERVICE)
+
+
 async def migrate_schema(database_url: str, schema: str) -> list[str]:
     connection = await asyncpg.connect(database_url)
     try:

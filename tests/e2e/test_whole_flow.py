@@ -163,7 +163,7 @@ async def test_propose_match_invite_notify_deliver_and_replay(infrastructure):
         # re-proposes nothing.
         proposals = len((await infrastructure.store.load("matching", project_id)).events)
         hooks = len(receiver.received)
-        for projection in ("workspace_view", "matching_directory"):
+        for projection in ("workspace_view", "matching_directory", "notifications_audience"):
             replay = await run_cli(infrastructure, "replay", projection, "--diff", real_mf=True)
             assert replay.exit_code == 0, replay.stdout + replay.stderr
             assert "0 differences" in replay.stdout
