@@ -17,9 +17,11 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 import typer
 
+from infra.http_server import serve_http
 from infra.postgres import create_pool
 from infra.settings import Settings
 from infra.stack import resolve_urls
+from services.notifications.receiver import Received, ReferenceReceiver
 from services.notifications.repository import (
     DELIVERY_STATUSES,
     NotificationsRepository,
@@ -103,6 +105,38 @@ def add(
         raise typer.BadParameter(str(error), param_hint="--event-type") from error
     typer.echo(f"endpoint {endpoint['endpoint_id']} for {workspace} -> {url}")
     typer.echo(f"secret   {secret}   (verify Mf-Signature with it; it is not shown again)")
+
+
+@app.command("listen")
+def listen(
+    secret: Annotated[str, typer.Option(help="The endpoint's signing secret (from `add`).")],
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 9000,
+    path: Annotated[str, typer.Option(help="Path registered in the endpoint's URL.")] = "/hooks",
+) -> None:
+    """Receive deliveries locally and print them with their signature check, to try
+    webhooks: `mf webhooks add http://127.0.0.1:9000/hooks --workspace W`, then this
+    with the secret it printed. Answers 200 to verified requests, 401 to the others."""
+
+    def show(request: Received) -> None:
+        try:
+            event = json.loads(request.body).get("event", {})
+        except ValueError:
+            event = {}
+        verdict = "verified" if request.signature_error is None else request.signature_error
+        typer.echo(
+            f"{request.status}  {event.get('type', '?')}  {request.event_id}  "
+            f"{request.path}  signature: {verdict}"
+        )
+
+    receiver = ReferenceReceiver(secrets={path: secret}, on_received=show)
+
+    async def main() -> None:
+        async with serve_http(receiver.app(), "127.0.0.1", port) as served:
+            typer.echo(f"listening on {served.url}{path} (Ctrl-C stops)")
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
 
 
 @app.command("list")

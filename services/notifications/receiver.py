@@ -50,6 +50,7 @@ class ReferenceReceiver:
     answer: Answer = always_ok
     tolerance: float = DEFAULT_TOLERANCE
     received: list[Received] = field(default_factory=list)  # in the order answered
+    on_received: Callable[[Received], None] | None = None  # e.g. print it (`mf webhooks listen`)
     _arrivals: dict[str, int] = field(default_factory=dict)
 
     def at(self, path: str) -> list[Received]:
@@ -82,7 +83,10 @@ class ReferenceReceiver:
             count = self._arrivals.get(path, 0)
             self._arrivals[path] = count + 1
             status = 401 if error else await self.answer(path, count, headers)
-            self.received.append(Received(path, headers, body, arrived_at, error, status))
+            request = Received(path, headers, body, arrived_at, error, status)
+            self.received.append(request)
+            if self.on_received is not None:
+                self.on_received(request)
             return Response(status_code=status)
 
         return app

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
 
 from infra.auth import TokenClaims, issue_token
+from infra.embedded import free_port
 from services.notifications.app import running
 from services.notifications.commands import app as webhooks_cli
 from services.notifications.receiver import ReferenceReceiver
@@ -216,3 +219,36 @@ async def test_the_cli_registers_lists_and_redelivers(infrastructure, monkeypatc
         assert "(none)" in (await mf("list", "--workspace", "mage")).output
         feed = await mf("notifications", "--workspace", "mage")
         assert "project.proposed" in feed.output and "project.progress_noted" in feed.output
+
+
+async def test_mf_webhooks_listen_receives_and_verifies_deliveries(infrastructure):
+    port = free_port()
+    listener = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("mf")),
+        *("webhooks", "listen", "--secret", "s3cret-s3cret", "--port", str(port)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        first = (await asyncio.wait_for(listener.stdout.readline(), 30)).decode()
+        assert first.startswith(f"listening on http://127.0.0.1:{port}/hooks")
+        log = Log(infrastructure.store)
+        async with running(infrastructure, policy=FAST) as service:
+            await service.repository.create_endpoint(
+                "mage", f"http://127.0.0.1:{port}/hooks", secret="s3cret-s3cret"
+            )
+            await service.repository.create_endpoint(
+                "mage", f"http://127.0.0.1:{port}/hooks", secret="not-the-secret"
+            )
+            await log.add(private_project("p1"), "p1")
+            lines = [
+                (await asyncio.wait_for(listener.stdout.readline(), 30)).decode() for _ in range(2)
+            ]
+    finally:
+        listener.terminate()
+        await listener.wait()
+    event_id = log.event_ids[0]
+    assert sorted(line.split()[0] for line in lines) == ["200", "401"]
+    verified = next(line for line in lines if line.startswith("200"))
+    assert verified.split()[1:3] == ["project.proposed", event_id]
+    assert verified.rstrip().endswith("signature: verified")
