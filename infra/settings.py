@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     http_port: int = 8000  # the projects API and live page
     notifications_http_port: int = 8001  # webhooks and delivery log API
     matching_http_port: int = 8002  # matching's /metrics
+    # False on shared deployments: webhooks may not reach loopback/private/link-local
+    # addresses (services/notifications/destinations.py). True suits a laptop.
+    webhook_allow_private_networks: bool = True
     # Secret that signs bearer tokens; generated and kept in data_dir when unset.
     token_secret: str | None = None
 

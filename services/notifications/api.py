@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from contracts.base import Identifier
 from infra.auth import TokenClaims
 from infra.http_auth import claims_dependency, require_role
+from services.notifications.destinations import DestinationRefused, check_registered_url
 from services.notifications.repository import NotificationsRepository, NotRedeliverableError
 from services.notifications.repository import check_event_types as _check_event_types
 
@@ -141,6 +142,7 @@ def create_app(
     token_secret: str,
     *,
     wake: Callable[[], None] = lambda: None,
+    allow_private_networks: bool = True,
 ) -> FastAPI:
     app = FastAPI(
         title="Multifactory notifications",
@@ -178,6 +180,12 @@ def create_app(
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, "workspace_id: only ops may register for another"
             )
+        if not allow_private_networks:
+            try:
+                check_registered_url(str(body.url))
+            except DestinationRefused as refused:
+                detail = f"url: {refused}"
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
         endpoint, secret = await repository.create_endpoint(
             workspace_id,
             str(body.url),

@@ -86,7 +86,9 @@ async def running(
     threshold and concurrency of webhook deliveries. instance_id names this process in
     endpoint leases (generated when absent).
     """
-    policy = policy or DeliveryPolicy()
+    policy = policy or DeliveryPolicy(
+        allow_private_networks=infra.settings.webhook_allow_private_networks
+    )
     schema = infra.schema(SERVICE)
     await migrate_schema(infra.database_url, schema)
     async with contextlib.AsyncExitStack() as stack:
@@ -125,7 +127,12 @@ async def running(
             )
         )
         if http_port is not None:
-            api = create_app(repository, infra.token_secret, wake=dispatcher.wake)
+            api = create_app(
+                repository,
+                infra.token_secret,
+                wake=dispatcher.wake,
+                allow_private_networks=policy.allow_private_networks,
+            )
             metrics_route(api)
             served = await stack.enter_async_context(serve_http(api, http_host, http_port))
             service.url = served.url

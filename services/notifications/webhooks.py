@@ -28,6 +28,7 @@ import httpx
 import structlog
 
 from infra.metrics import record_webhook
+from services.notifications.destinations import DestinationRefused, check_delivery_url
 from services.notifications.signing import (
     HEADER_ATTEMPT,
     HEADER_DELIVERY_ID,
@@ -54,6 +55,8 @@ class DeliveryPolicy:
     lease_seconds: float = 60.0  # how long an endpoint stays claimed without renewal
     poll_interval: float = 1.0  # how often due retries (and other instances' work) are sought
     batch_size: int = 50  # due deliveries taken per worker round
+    # False: refuse endpoints that resolve to non-global addresses (destinations.py)
+    allow_private_networks: bool = True
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -303,6 +306,11 @@ class WebhookDispatcher:
             **signature_headers(endpoint.secret, body, timestamp=int(time.time())),
         }
         started = time.perf_counter()
+        if not self.policy.allow_private_networks:
+            try:
+                await check_delivery_url(endpoint.url)
+            except DestinationRefused as refused:
+                return Outcome(None, f"refused: {refused}", _since(started), None)
         try:
             response = await self.client.post(
                 endpoint.url, content=body, headers=headers, timeout=self.policy.timeout

@@ -8,8 +8,10 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from contracts.base import Event
@@ -17,6 +19,7 @@ from contracts.feeds import FeedMessage, decode_feed_message
 from contracts.projects import InvitationAccepted, PartnerInvited, ProjectCancelled
 from contracts.values import CapabilityLevel, Measure
 from contracts.workspaces import MemberJoined
+from infra.auth import TokenClaims, issue_token
 from infra.http_server import ServedApp, serve_http
 from infra.postgres import create_pool
 from infra.projections import ProjectionRunner
@@ -458,3 +461,40 @@ async def test_a_live_rebuild_and_swap_fires_nothing_again_and_delivery_goes_on(
     assert [row["status"] for row in deliveries] == ["delivered"] * 3
     assert [request.event_id for request in receiver.received] == log.event_ids
     assert [row["workspace_id"] for row in participants] == ["freiland"]
+
+
+async def test_a_shared_deployment_sends_nothing_into_its_own_network(infrastructure):
+    policy = replace(
+        FAST, max_attempts=2, base_delay=0.02, max_delay=0.05, allow_private_networks=False
+    )
+    receiver = ReferenceReceiver()
+    async with receiving(receiver) as served, running(infrastructure, policy=policy) as service:
+        # registered before the rule applied (or through a name that now resolves inside)
+        await hook(service, receiver, served, "mage")
+        await Log(infrastructure.store).add(private_project("p1"), "p1")
+        (delivery,) = await settled(service, "mage", 1)
+        assert delivery["status"] == "dead"
+        (letter,) = await service.repository.list_dead_letters(workspace_id="mage")
+        assert "127.0.0.1 is not a public address: webhooks may not reach it" in letter["reason"]
+
+        token = issue_token(
+            infrastructure.token_secret,
+            TokenClaims(
+                workspace_id="mage",
+                role="coordinator",
+                member_id="ada",
+                token_id="t1",
+                issued_at=datetime.now(UTC),
+            ),
+        )
+        async with httpx.AsyncClient(base_url=service.url) as api:
+            refused = await api.post(
+                "/webhooks/endpoints",
+                json={"url": "http://169.254.169.254/latest/meta-data"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    assert receiver.received == []
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        "url: 169.254.169.254 is not a public address: webhooks may not reach it"
+    )
