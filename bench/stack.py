@@ -8,12 +8,10 @@ import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import servers
-from infra.auth import TokenClaims, issue_token
-from infra.ids import new_id
+from infra.auth import mint_token
 from infra.settings import Settings
 from infra.stack import Infrastructure, open_infrastructure
 from services.projects.app import ProjectsService, running
@@ -47,14 +45,7 @@ async def projects_service(
 
 
 def token(infra: Infrastructure, workspace_id: str, role: str, member_id: str | None) -> str:
-    claims = TokenClaims(
-        workspace_id=workspace_id,
-        role=role,
-        member_id=member_id,
-        token_id=new_id(),
-        issued_at=datetime.now(UTC),
-    )
-    return issue_token(infra.token_secret, claims)
+    return mint_token(infra.token_secret, workspace_id, role, member_id)
 
 
 async def load_process(url: str, plan: dict, module: str = "bench.http_load") -> dict:

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from contracts.base import Contract, Identifier
+from infra.ids import new_id
 
 Role = Literal["coordinator", "member", "ops"]
 PREFIX = "mf1"
@@ -60,6 +61,27 @@ def _sign(secret: str, payload: str) -> str:
 def issue_token(secret: str, claims: TokenClaims) -> str:
     payload = _b64(claims.model_dump_json().encode())
     return f"{PREFIX}.{payload}.{_sign(secret, payload)}"
+
+
+def mint_token(
+    secret: str,
+    workspace_id: str,
+    role: str,
+    member_id: str | None = None,
+    *,
+    expires_at: datetime | None = None,
+) -> str:
+    """A fresh token (new id, issued now) for a workspace, a role and the acting member.
+    Raises pydantic's ValidationError for claims that cannot be (an unknown role ...)."""
+    claims = TokenClaims(
+        workspace_id=workspace_id,
+        role=role,
+        member_id=member_id,
+        token_id=new_id(),
+        issued_at=datetime.now(UTC),
+        expires_at=expires_at,
+    )
+    return issue_token(secret, claims)
 
 
 def verify_token(secret: str, token: str, *, now: datetime | None = None) -> TokenClaims:

@@ -18,9 +18,8 @@ from pydantic import ValidationError
 from contracts.registry import EventDecodeError, describe_validation_error
 from contracts.schema_export import export_json_schemas
 from contracts.subjects import SubjectScheme
-from infra.auth import TokenClaims, issue_token, load_or_create_secret
+from infra.auth import load_or_create_secret, mint_token
 from infra.eventstore import StoredMessage
-from infra.ids import new_id
 from infra.jetstream_store import JetStreamEventStore
 from infra.logging import configure_logging
 from infra.nats_connection import connect_nats
@@ -192,19 +191,12 @@ def tokens_create(
 ) -> None:
     """Mint a bearer token bound to a workspace and a role."""
     settings = _settings()
-    now = datetime.now(UTC)
+    expires_at = datetime.now(UTC) + timedelta(days=days) if days else None
     try:
-        claims = TokenClaims(
-            workspace_id=workspace,
-            role=role,
-            member_id=member,
-            token_id=new_id(),
-            issued_at=now,
-            expires_at=now + timedelta(days=days) if days else None,
-        )
+        token = mint_token(_token_secret(settings), workspace, role, member, expires_at=expires_at)
     except ValidationError as error:
         raise typer.BadParameter(describe_validation_error(error)) from error
-    typer.echo(issue_token(_token_secret(settings), claims))
+    typer.echo(token)
 
 
 def _token_secret(settings: Settings) -> str:

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from infra.auth import TokenClaims, issue_token
-from infra.ids import new_id
+from infra.auth import mint_token
 
 
 def _space(wid, name, city, country, lat, long, languages, tz):
@@ -266,14 +265,7 @@ class Tokens:
     secret: str
 
     def make(self, workspace_id: str, role: str, member_id: str | None = None) -> str:
-        claims = TokenClaims(
-            workspace_id=workspace_id,
-            role=role,
-            member_id=member_id,
-            token_id=new_id(),
-            issued_at=datetime.now(UTC),
-        )
-        return issue_token(self.secret, claims)
+        return mint_token(self.secret, workspace_id, role, member_id)
 
 
 class DemoError(RuntimeError):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 
-from infra.auth import TokenClaims, issue_token
-from infra.ids import new_id
+from infra.auth import mint_token
 from services.projects.app import running as projects_running
 
 
@@ -22,14 +19,7 @@ class Api:
     """An HTTP client acting with one token."""
 
     def __init__(self, base_url: str, secret: str, workspace_id: str, role: str, member_id=None):
-        claims = TokenClaims(
-            workspace_id=workspace_id,
-            role=role,
-            member_id=member_id,
-            token_id=new_id(),
-            issued_at=datetime.now(UTC),
-        )
-        self.token = issue_token(secret, claims)
+        self.token = mint_token(secret, workspace_id, role, member_id)
         self.client = httpx.AsyncClient(
             base_url=base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
         )

@@ -17,9 +17,8 @@ from contracts.envelope import PendingEvent
 from contracts.matching import CandidatesProposed
 from contracts.projects import PartnerInvited
 from contracts.wire import HEADER_MSG_ID, decode_body
-from infra.auth import TokenClaims, issue_token
+from infra.auth import mint_token
 from infra.eventstore import ANY
-from infra.ids import new_id
 from infra.postgres import create_pool
 from infra.rebuild import Rebuild
 from services.matching.app import directory_projection, running
@@ -118,14 +117,7 @@ async def test_the_service_serves_its_metrics(infrastructure):
 
 class Client:
     def __init__(self, url: str, secret: str, workspace: str, role_: str, member=None) -> None:
-        claims = TokenClaims(
-            workspace_id=workspace,
-            role=role_,
-            member_id=member,
-            token_id=new_id(),
-            issued_at=datetime.now(UTC),
-        )
-        token = issue_token(secret, claims)
+        token = mint_token(secret, workspace, role_, member)
         self.http = httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10
         )

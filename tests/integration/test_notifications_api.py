@@ -6,13 +6,12 @@ import asyncio
 import re
 import sys
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
 
-from infra.auth import TokenClaims, issue_token
+from infra.auth import mint_token
 from infra.embedded import free_port
 from services.notifications.app import running
 from services.notifications.commands import app as webhooks_cli
@@ -38,14 +37,9 @@ class Output:
 
 
 def bearer(infrastructure, workspace_id: str, role: str = "coordinator") -> dict[str, str]:
-    claims = TokenClaims(
-        workspace_id=workspace_id,
-        role=role,
-        member_id=None if role == "ops" else f"{workspace_id}-member",
-        token_id=f"{workspace_id}-{role}",
-        issued_at=datetime.now(UTC),
-    )
-    return {"Authorization": f"Bearer {issue_token(infrastructure.token_secret, claims)}"}
+    member_id = None if role == "ops" else f"{workspace_id}-member"
+    token = mint_token(infrastructure.token_secret, workspace_id, role, member_id)
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_a_workspace_manages_only_its_own_endpoints(infrastructure):

@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ from contracts.feeds import FeedMessage, decode_feed_message
 from contracts.projects import InvitationAccepted, PartnerInvited, ProjectCancelled
 from contracts.values import CapabilityLevel, Measure
 from contracts.workspaces import MemberJoined
-from infra.auth import TokenClaims, issue_token
+from infra.auth import mint_token
 from infra.http_server import ServedApp, serve_http
 from infra.postgres import create_pool
 from infra.projections import ProjectionRunner
@@ -477,16 +476,7 @@ async def test_a_shared_deployment_sends_nothing_into_its_own_network(infrastruc
         (letter,) = await service.repository.list_dead_letters(workspace_id="mage")
         assert "127.0.0.1 is not a public address: webhooks may not reach it" in letter["reason"]
 
-        token = issue_token(
-            infrastructure.token_secret,
-            TokenClaims(
-                workspace_id="mage",
-                role="coordinator",
-                member_id="ada",
-                token_id="t1",
-                issued_at=datetime.now(UTC),
-            ),
-        )
+        token = mint_token(infrastructure.token_secret, "mage", "coordinator", "ada")
         async with httpx.AsyncClient(base_url=service.url) as api:
             refused = await api.post(
                 "/webhooks/endpoints",

@@ -4,14 +4,12 @@ up to that point, with the timeline of who did what; over the CLI and the ops AP
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from infra.auth import TokenClaims, issue_token
-from infra.ids import new_id
+from infra.auth import mint_token
 from infra.postgres import create_pool
 from services.ops.api import ops_router
 from services.ops.history import project_history, workspace_history
@@ -130,10 +128,7 @@ async def test_history_from_the_cli(infrastructure):
 
 
 def token(secret: str, role: str) -> str:
-    claims = TokenClaims(
-        workspace_id="mage", role=role, token_id=new_id(), issued_at=datetime.now(UTC)
-    )
-    return issue_token(secret, claims)
+    return mint_token(secret, "mage", role)
 
 
 @pytest.fixture
