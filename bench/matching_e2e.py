@@ -21,7 +21,14 @@ import random
 import time
 from datetime import timedelta
 
-from bench.matching_latency import Log, network_events, percentile, random_project, rss_mb
+from bench.matching_latency import (
+    Log,
+    network_events,
+    percentile,
+    random_project,
+    report,
+    rss_mb,
+)
 from bench.servers import embedded_nats, fresh_stream, nats_client, postgres, schemas, unique
 from contracts.envelope import PendingEvent
 from infra.jetstream_store import JetStreamEventStore
@@ -82,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         await append_all(store, events)
         appended = time.perf_counter() - started
-        print(f"log: {len(events)} events appended in {appended:.1f} s ({nats.label})")
+        report(f"log: {len(events)} events appended in {appended:.1f} s ({nats.label})")
         del events  # the benchmark's own copies would slow every GC pass of this process
         gc.collect()
 
@@ -104,7 +111,7 @@ async def main(args: argparse.Namespace) -> None:
             head = await store.last_sequence()
             await caught_up_with(service, head)
             caught_up = time.perf_counter() - started
-            print(
+            report(
                 f"directory: caught up with {head} events in {caught_up:.1f} s "
                 f"({head / caught_up:,.0f} events/s into PostgreSQL and memory); "
                 f"process RSS {rss_mb():.0f} MB"
@@ -122,7 +129,7 @@ async def main(args: argparse.Namespace) -> None:
                 if index >= args.warmup:
                     latencies.append((received - stored) * 1000)
         await subscription.unsubscribe()
-        print(
+        report(
             f"end-to-end proposal latency over {len(latencies)} 5-role projects (ms, from the "
             f"trigger's append ack to the proposal stored): p50 {percentile(latencies, 50):.1f}"
             f"  p95 {percentile(latencies, 95):.1f}  p99 {percentile(latencies, 99):.1f}"

@@ -23,6 +23,7 @@ import gc
 import platform
 import random
 import statistics
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +54,11 @@ COUNTRIES = [  # (country, language, lat range, long range)
     ("PL", "pl", (50.0, 54.0), (15.5, 23.5)),
     ("PT", "pt", (37.5, 41.8), (-8.8, -7.0)),
 ]
+
+
+def report(line: str) -> None:
+    """One line of this benchmark's output (stdout, read by bench/hook_matching.py too)."""
+    sys.stdout.write(line + "\n")
 
 
 def rss_mb() -> float:
@@ -246,24 +252,24 @@ def main() -> None:
         network.take_changes()
 
     stats = network.stats()
-    print(
+    report(
         f"machine: {platform.machine()}, {platform.processor() or platform.platform()}, "
         f"Python {platform.python_version()}"
     )
-    print(
+    report(
         f"directory: {stats['workspaces']} spaces, {stats['members']} members, "
         f"{stats['index_entries']} index entries, {stats['active_projects']} active projects, "
         f"{stats['history_entries']} fairness history entries"
     )
-    print(f"fold: {folded} events in {fold_seconds:.1f} s ({folded / fold_seconds:,.0f} events/s)")
-    print(f"memory: directory + index ~{directory_mb:.0f} MB RSS; process {rss_mb():.0f} MB")
-    print(
+    report(f"fold: {folded} events in {fold_seconds:.1f} s ({folded / fold_seconds:,.0f} events/s)")
+    report(f"memory: directory + index ~{directory_mb:.0f} MB RSS; process {rss_mb():.0f} MB")
+    report(
         f"proposal latency over {len(latencies)} 5-role projects (ms): "
         f"p50 {percentile(latencies, 50):.2f}  p95 {percentile(latencies, 95):.2f}  "
         f"p99 {percentile(latencies, 99):.2f}  max {max(latencies):.2f}  "
         f"mean {statistics.mean(latencies):.2f}"
     )
-    print(
+    report(
         f"candidates listed per project: {candidates / len(latencies):.1f}; roles with no "
         f"candidates: {roles_without} of {5 * len(latencies)}"
     )
