@@ -27,6 +27,8 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000  # the projects API and live page
+    # False: `mf serve projects` leaves the live-view projection to `mf serve projects-view`
+    projects_view_in_api: bool = True
     notifications_http_port: int = 8001  # webhooks and delivery log API
     matching_http_port: int = 8002  # matching's /metrics
     # False on shared deployments: webhooks may not reach loopback/private/link-local

@@ -51,6 +51,22 @@ class Infrastructure:
         return self.settings.schema(name)
 
 
+def child_environment(infra: Infrastructure) -> dict[str, str]:
+    """The environment a child `mf` process needs to reach the same servers and names:
+    this process's, without its own MF_ variables, plus those of `infra`."""
+    settings = infra.settings
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("MF_")}
+    return kept | {
+        "MF_NATS_URL": infra.nats_url,
+        "MF_DATABASE_URL": infra.database_url,
+        "MF_DATA_DIR": str(settings.data_dir),
+        "MF_STREAM": settings.stream,
+        "MF_SUBJECT_ROOT": settings.subject_root,
+        "MF_SCHEMA_PREFIX": settings.schema_prefix,
+        "MF_TOKEN_SECRET": infra.token_secret,
+    }
+
+
 def runtime_file(settings: Settings) -> Path:
     return settings.data_dir / "runtime.json"
 

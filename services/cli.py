@@ -90,7 +90,9 @@ def up() -> None:
     _serve_forever(_up(settings), settings)
 
 
-SERVICES = ("projects", "matching", "notifications")
+SERVICES = ("projects", "matching", "notifications")  # what `mf up` runs, in one process
+# `mf serve` also runs the live-view projection alone (with MF_PROJECTS_VIEW_IN_API=false)
+SERVABLE = (*SERVICES, "projects-view")
 
 
 def _serve_forever(main_coroutine, settings: Settings) -> None:
@@ -109,18 +111,25 @@ def _serve_forever(main_coroutine, settings: Settings) -> None:
         runner.run(main_coroutine)
 
 
-def _service(name: str, infra: Infrastructure, settings: Settings):
+def _service(name: str, infra: Infrastructure, settings: Settings, names: tuple[str, ...]):
     """The running context of one service, on its configured port."""
     host = settings.http_host
     if name == "projects":
-        return projects_app.running(infra, http_host=host, http_port=settings.http_port)
+        return projects_app.running(
+            infra,
+            http_host=host,
+            http_port=settings.http_port,
+            view_runner=settings.projects_view_in_api or len(names) > 1,
+        )
+    if name == "projects-view":
+        return projects_app.running_view(infra)
     if name == "matching":
         return matching_app.running(infra, http_host=host, http_port=settings.matching_http_port)
     if name == "notifications":
         return notifications_app.running(
             infra, http_host=host, http_port=settings.notifications_http_port
         )
-    raise typer.BadParameter(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
+    raise typer.BadParameter(f"unknown service {name!r} (one of {', '.join(SERVABLE)})")
 
 
 async def _up(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
@@ -130,7 +139,7 @@ async def _up(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
         )
         urls = {}
         for name in names:
-            service = await stack.enter_async_context(_service(name, infra, settings))
+            service = await stack.enter_async_context(_service(name, infra, settings, names))
             if getattr(service, "url", None):
                 urls[name] = service.url
         record_runtime(settings, **{f"{name}_url": url for name, url in urls.items()})
@@ -157,11 +166,11 @@ async def _up(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")],
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVABLE)}.")],
 ) -> None:
     """Run one service in this process (production runs one process per service)."""
-    if service not in SERVICES:
-        raise typer.BadParameter(f"unknown service {service!r} (one of {', '.join(SERVICES)})")
+    if service not in SERVABLE:
+        raise typer.BadParameter(f"unknown service {service!r} (one of {', '.join(SERVABLE)})")
     settings = _settings()
     _serve_forever(_up(settings, (service,)), settings)
 

@@ -52,7 +52,12 @@ async def running(
     http_host: str = "127.0.0.1",
     http_port: int = 0,
     sweep_every: float = 30.0,
+    view_runner: bool = True,
 ) -> AsyncIterator[ProjectsService]:
+    """Run the API until the block exits. view_runner=False leaves the live-view projection
+    to its own process (`running_view`, `mf serve projects-view`): under load its many
+    short database round trips then no longer queue behind every HTTP request on one event
+    loop (docs/benchmarks.md, figure 5)."""
     schema = infra.schema("projects")
     connection = await asyncpg.connect(infra.database_url)
     try:
@@ -102,14 +107,35 @@ async def running(
                 await expire_invitations(handlers, view_pool, clock)
                 await asyncio.sleep(sweep_every)
 
-        loops = {
-            "projects.workspace_view": runner.run,
-            "projects.invitation_expiry": sweep_expired_invitations,
-        }
+        loops = {"projects.invitation_expiry": sweep_expired_invitations}
+        if view_runner:
+            loops["projects.workspace_view"] = runner.run
         await stack.enter_async_context(background(loops))
         served = await stack.enter_async_context(serve_http(api, http_host, http_port))
         log.info("projects.started", url=served.url)
         yield ProjectsService(served.url, handlers, runner, view_schema)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewService:
+    runner: ProjectionRunner
+    view_schema: str
+    url: str | None = None  # no HTTP: the API serves the view
+
+
+@contextlib.asynccontextmanager
+async def running_view(infra: Infrastructure) -> AsyncIterator[ViewService]:
+    """Only the live-view projection (its change signals reach the API's live streams
+    over NATS), for deployments that run it apart from the API."""
+    projection, view_schema = view_projection(infra)
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await create_pool(infra.database_url, view_schema, max_size=2)
+        stack.push_async_callback(pool.close)
+        runner = ProjectionRunner(projection, infra.store, pool, view_schema)
+        await runner.prepare()
+        await stack.enter_async_context(background({"projects.workspace_view": runner.run}))
+        log.info("projects_view.started", schema=view_schema)
+        yield ViewService(runner, view_schema)
 
 
 async def expire_invitations(

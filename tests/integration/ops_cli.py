@@ -7,10 +7,11 @@ and `run_cli(infra, *args)`, which runs it against a test's Infrastructure."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from infra.stack import child_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,19 +48,7 @@ class CliResult:
 async def run_cli(infra, *args: str, timeout: float = 60, real_mf: bool = False) -> CliResult:
     """real_mf: run the installed `mf` (every projection of the system registered) instead
     of this file's test projections."""
-    settings = infra.settings
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "MF_NATS_URL": infra.nats_url,
-        "MF_DATABASE_URL": infra.database_url,
-        "MF_STREAM": settings.stream,
-        "MF_SUBJECT_ROOT": settings.subject_root,
-        "MF_SCHEMA_PREFIX": settings.schema_prefix,
-        "MF_DATA_DIR": str(settings.data_dir),
-        "MF_TOKEN_SECRET": infra.token_secret,
-        "COLUMNS": "160",
-    }
+    env = child_environment(infra) | {"PYTHONPATH": str(ROOT), "COLUMNS": "160"}
     program = (
         [str(Path(sys.executable).with_name("mf"))]
         if real_mf

@@ -46,7 +46,7 @@ def test_compose_runs_every_node_with_its_config_and_three_replicas():
         assert f'command: ["-c", "/etc/nats/nats-{node}.conf"]' in compose
     assert "./nats/cluster:/etc/nats:ro" in compose
     assert 'MF_STREAM_REPLICAS: "3"' in compose
-    for service in ("projects", "matching", "notifications"):
+    for service in ("projects", "projects-view", "matching", "notifications"):
         assert f'command: ["serve", "{service}"]' in compose
 
 
