@@ -6,6 +6,7 @@ matching team's own section, for one) is kept as it is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -64,22 +65,18 @@ def load_average() -> str:
 
 
 def _cpu_model() -> str:
-    try:
+    with contextlib.suppress(OSError):  # not Linux: ask platform
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or "unknown"
 
 
 def _memory() -> str:
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    except OSError:
-        pass
     return "unknown"
 
 

@@ -47,8 +47,8 @@ async def view_process(infra: Infrastructure) -> AsyncIterator[None]:
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+    """Read a child's output to its end, so a full pipe never blocks it."""
+    await stream.read()
 
 
 @contextlib.asynccontextmanager
