@@ -14,7 +14,6 @@ Names are unique per run and removed afterwards.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -26,7 +25,7 @@ import structlog
 
 from bench import report as reporting
 from bench.sizes import FULL, QUICK, SMOKE, Sizes
-from infra.runtime import tune_gc
+from infra.runtime import run_service_loop, tune_gc
 
 FIGURES = ("1", "2", "3", "4", "5", "6", "7", "8")
 DEFAULT_OUTPUT = Path("docs/benchmarks.md")
@@ -142,17 +141,6 @@ async def run(options: argparse.Namespace) -> reporting.Report:
     return report
 
 
-def _run_on_service_loop(coroutine, *, embedded_postgres: bool):
-    """The loop `mf serve` runs services on with configured servers: uvloop (see
-    services/cli.py). An embedded PostgreSQL started as root needs asyncio's own loop."""
-    if embedded_postgres:
-        return asyncio.run(coroutine)
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coroutine)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     options = parse(argv)
@@ -168,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     tune_gc()  # as every service process does (infra.stack.open_infrastructure)
-    report = _run_on_service_loop(run(options), embedded_postgres=options.embedded_postgres)
+    # the loop the services run on (uvloop), except with an embedded PostgreSQL
+    report = run_service_loop(run(options), use_uvloop=not options.embedded_postgres)
     output = options.output or (None if options.quick or options.smoke else DEFAULT_OUTPUT)
     if output is not None:
         reporting.write(output, report, PREAMBLE)

@@ -12,16 +12,14 @@ Prints one JSON object: commands, matched, p50/p99/max ms, rate.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 import time
 from urllib.parse import urlsplit
 
 import httpx
 
-from bench.http_load import _request
+from bench.http_load import _request, serve_plan
 
 
 async def run(url: str, plan: dict) -> dict:
@@ -138,15 +136,5 @@ def _workspace_projects(event: str, data: dict) -> list[dict]:
     return [data["project"]] if "projects" in data["sections"] else []
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--plan", required=True)
-    options = parser.parse_args()
-    with open(options.plan) as file:
-        plan = json.load(file)
-    sys.stdout.write(json.dumps(asyncio.run(run(options.url, plan))) + "\n")
-
-
 if __name__ == "__main__":
-    main()
+    serve_plan(run)

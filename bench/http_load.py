@@ -123,15 +123,17 @@ async def run(url: str, plan: dict) -> dict:
     }
 
 
-def main() -> None:
+def serve_plan(run_plan) -> None:
+    """The entry point of a load process (`bench.stack.load_process` starts it): run the
+    plan given by --plan against --url, print the result as one JSON line."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--plan", required=True, help="path of the plan JSON")
     options = parser.parse_args()
     with open(options.plan) as file:
         plan = json.load(file)
-    sys.stdout.write(json.dumps(asyncio.run(run(options.url, plan))) + "\n")
+    sys.stdout.write(json.dumps(asyncio.run(run_plan(options.url, plan))) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    serve_plan(run)

@@ -18,7 +18,7 @@ from nats.aio.client import Client as NatsClient
 
 from contracts.subjects import SubjectScheme
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
-from infra.migrations import drop_schema
+from infra.migrations import drop_schemas_with_prefix
 from infra.nats_connection import connect_nats
 from infra.streams import EventStreamSpec, delete_stream, ensure_event_stream
 
@@ -123,12 +123,4 @@ async def schemas(database_url: str, prefix: str) -> AsyncIterator[str]:
     try:
         yield prefix
     finally:
-        connection = await asyncpg.connect(database_url)
-        try:
-            rows = await connection.fetch(
-                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix
-            )
-            for row in rows:
-                await drop_schema(connection, row["nspname"])
-        finally:
-            await connection.close()
+        await drop_schemas_with_prefix(database_url, prefix)

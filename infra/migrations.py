@@ -71,5 +71,29 @@ async def migrate(connection: asyncpg.Connection, schema: str, directory: Path) 
     return applied_now
 
 
+async def migrate_database(database_url: str, schema: str, directory: Path) -> list[str]:
+    """`migrate` on a connection of its own (a service's start-up)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await migrate(connection, schema, directory)
+    finally:
+        await connection.close()
+
+
 async def drop_schema(connection: asyncpg.Connection, schema: str) -> None:
     await connection.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(schema)} CASCADE")
+
+
+async def drop_schemas_with_prefix(database_url: str, prefix: str) -> list[str]:
+    """Drop every schema whose name starts with `prefix` (a test or bench run's); returns
+    their names."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix
+        )
+        for row in rows:
+            await drop_schema(connection, row["nspname"])
+        return [row["nspname"] for row in rows]
+    finally:
+        await connection.close()

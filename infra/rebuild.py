@@ -27,6 +27,7 @@ import asyncpg
 import structlog
 
 from infra.eventstore import EventStore, EventStoreError, StoredMessage
+from infra.migrations import drop_schema
 from infra.postgres import quote_identifier
 from infra.projections import (
     RUNNER_BOOKKEEPING,
@@ -223,7 +224,7 @@ class Rebuild:
     async def _create_shadow(self) -> None:
         self.generation = await self._live_generation() + 1
         async with self.pool.acquire() as connection:
-            await _drop_schema(connection, self.shadow)
+            await drop_schema(connection, self.shadow)
         await self.runner.prepare()
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(f"SET LOCAL search_path TO {quote_identifier(self.shadow)}")
@@ -266,7 +267,7 @@ class Rebuild:
 
     async def discard(self) -> None:
         async with self.pool.acquire() as connection:
-            await _drop_schema(connection, self.shadow)
+            await drop_schema(connection, self.shadow)
 
     async def build(self, until: int | None = None) -> int:
         """Apply the log into the shadow up to `until` (default: the head when called, and
@@ -526,10 +527,6 @@ class Rebuild:
             )
         }
         return sorted(shadow - live)
-
-
-async def _drop_schema(connection: asyncpg.Connection, schema: str) -> None:
-    await connection.execute(f"DROP SCHEMA IF EXISTS {quote_identifier(schema)} CASCADE")
 
 
 async def _schema_exists(connection: asyncpg.Connection, schema: str) -> bool:

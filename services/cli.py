@@ -23,6 +23,7 @@ from infra.eventstore import StoredMessage
 from infra.jetstream_store import JetStreamEventStore
 from infra.logging import configure_logging
 from infra.nats_connection import connect_nats
+from infra.runtime import run_service_loop
 from infra.settings import Settings
 from infra.stack import (
     Infrastructure,
@@ -96,19 +97,9 @@ SERVABLE = (*SERVICES, "projects-view")
 
 
 def _serve_forever(main_coroutine, settings: Settings) -> None:
-    """Run the services on uvloop (it comes with uvicorn[standard]): less CPU per HTTP
-    request and per NATS message than asyncio's own loop. Not with embedded servers: the
-    embedded PostgreSQL may drop privileges when started as root, which uvloop's
-    subprocesses cannot do; a laptop's `mf up` does not need the speed."""
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    if uvloop is None or not (settings.nats_url and settings.database_url):
-        asyncio.run(main_coroutine)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main_coroutine)
+    """uvloop when the servers are configured; a laptop's embedded servers (`mf up` with no
+    URLs) run on asyncio's loop (see infra.runtime.run_service_loop)."""
+    run_service_loop(main_coroutine, use_uvloop=bool(settings.nats_url and settings.database_url))
 
 
 def _service(name: str, infra: Infrastructure, settings: Settings, names: tuple[str, ...]):

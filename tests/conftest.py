@@ -12,7 +12,7 @@ import pytest
 from contracts.subjects import SubjectScheme
 from infra.eventstore import InMemoryEventStore
 from infra.jetstream_store import JetStreamEventStore
-from infra.migrations import drop_schema
+from infra.migrations import drop_schema, drop_schemas_with_prefix
 from infra.nats_connection import connect_nats
 from infra.postgres import create_pool
 from infra.settings import Settings
@@ -110,15 +110,7 @@ async def infrastructure(nats_url, database_url, stream_spec, tmp_path):
     )
     async with open_infrastructure(settings, client_name="mf-test-service") as infra:
         yield infra
-    connection = await asyncpg.connect(database_url)
-    try:
-        schemas = await connection.fetch(
-            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix
-        )
-        for row in schemas:
-            await drop_schema(connection, row["nspname"])
-    finally:
-        await connection.close()
+    await drop_schemas_with_prefix(database_url, prefix)
 
 
 def pytest_report_header(config):

@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import structlog
 
 from contracts.envelope import PendingEvent
 from infra.http_server import serve_http
-from infra.migrations import migrate
+from infra.migrations import migrate_database
 from infra.postgres import create_pool
 from infra.projections import ProjectionRunner
 from infra.stack import Infrastructure
@@ -70,14 +69,6 @@ def _settle_heap(_network) -> None:
     gc.freeze()
 
 
-async def migrate_schema(database_url: str, schema: str) -> None:
-    connection = await asyncpg.connect(database_url)
-    try:
-        await migrate(connection, schema, SQL)
-    finally:
-        await connection.close()
-
-
 @contextlib.asynccontextmanager
 async def running(
     infra: Infrastructure,
@@ -93,7 +84,7 @@ async def running(
     in the outbox without appending them (ops: a dry run, or tests of a crash in between).
     http_port: where `GET /metrics` answers (0 = any free port, None = no HTTP at all)."""
     schema = infra.schema("matching")
-    await migrate_schema(infra.database_url, schema)
+    await migrate_database(infra.database_url, schema, SQL)
     weights = weights or active_weights(network)
     async with contextlib.AsyncExitStack() as stack:
         projection, directory_schema = directory_projection(infra, weights=weights)

@@ -20,7 +20,7 @@ import structlog
 
 from infra.http_server import serve_http
 from infra.ids import new_id
-from infra.migrations import migrate
+from infra.migrations import migrate_database
 from infra.postgres import create_pool
 from infra.projections import ProjectionRunner
 from infra.stack import Infrastructure
@@ -60,14 +60,6 @@ def audience_projection(infra: Infrastructure) -> tuple[AudienceProjection, str]
     return AudienceProjection(), infra.schema(SERVICE)
 
 
-async def migrate_schema(database_url: str, schema: str) -> list[str]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return await migrate(connection, schema, SQL_DIRECTORY)
-    finally:
-        await connection.close()
-
-
 @contextlib.asynccontextmanager
 async def running(
     infra: Infrastructure,
@@ -90,7 +82,7 @@ async def running(
         allow_private_networks=infra.settings.webhook_allow_private_networks
     )
     schema = infra.schema(SERVICE)
-    await migrate_schema(infra.database_url, schema)
+    await migrate_database(infra.database_url, schema, SQL_DIRECTORY)
     async with contextlib.AsyncExitStack() as stack:
         pool = await create_pool(infra.database_url, schema, max_size=pool_size)
         stack.push_async_callback(pool.close)

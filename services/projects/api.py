@@ -559,13 +559,16 @@ def openapi_document() -> dict:
 
 async def _live_events(hub: LiveHub, workspace_id: str, view_of, request: Request):
     async with hub.stream(workspace_id) as stream:  # open before the first read: no gap
-        try:
-            view = await view_of(workspace_id)
-        except HTTPException:
-            return
-        held = HeldProjects(workspace_id, view)
-        yield _sse("view", view)
+        send_view = True
         while True:
+            if send_view:  # first, and whenever a change is not just named projects
+                try:
+                    view = await view_of(workspace_id)
+                except HTTPException:
+                    return
+                held = HeldProjects(workspace_id, view)
+                yield _sse("view", view)
+                send_view = False
             change = await stream.next(KEEPALIVE_SECONDS)
             if change is None:
                 if await request.is_disconnected():
@@ -575,12 +578,7 @@ async def _live_events(hub: LiveHub, workspace_id: str, view_of, request: Reques
             for data in change.notifications:
                 yield _sse("notification", _notification(data))
             if change.whole_view or None in change.projects.values():
-                try:
-                    view = await view_of(workspace_id)
-                except HTTPException:
-                    return
-                held = HeldProjects(workspace_id, view)
-                yield _sse("view", view)
+                send_view = True
                 continue
             for document in change.projects.values():
                 data = held.event_for(document)

@@ -15,7 +15,7 @@ import structlog
 from infra.clock import SystemClock
 from infra.http_server import serve_http
 from infra.ids import new_id
-from infra.migrations import migrate
+from infra.migrations import migrate_database
 from infra.postgres import create_pool
 from infra.projections import ProjectionRunner
 from infra.stack import Infrastructure
@@ -59,11 +59,7 @@ async def running(
     short database round trips then no longer queue behind every HTTP request on one event
     loop (docs/benchmarks.md, figure 5)."""
     schema = infra.schema("projects")
-    connection = await asyncpg.connect(infra.database_url)
-    try:
-        await migrate(connection, schema, SQL)
-    finally:
-        await connection.close()
+    await migrate_database(infra.database_url, schema, SQL)
     projection, view_schema = view_projection(infra)
     async with contextlib.AsyncExitStack() as stack:
         service_pool = await create_pool(infra.database_url, schema, max_size=5)
