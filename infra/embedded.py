@@ -54,10 +54,20 @@ class EmbeddedServerError(RuntimeError):
     pass
 
 
+# Ports this process has handed out: the kernel may offer a closed probe's port again, so
+# two servers set up before either starts (NATS and PostgreSQL) could otherwise get the same.
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(_family(host)) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, and not handed out before by this process."""
+    while True:
+        with socket.socket(_family(host)) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def nats_server_binary() -> Path:

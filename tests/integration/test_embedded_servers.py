@@ -16,7 +16,7 @@ import psutil
 import pytest
 from nats.js.api import StreamConfig
 
-from infra.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedServerError
+from infra.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedServerError, free_port
 
 pytestmark = pytest.mark.embedded
 
@@ -165,3 +165,9 @@ async def test_a_failed_start_reports_the_end_of_the_server_log(tmp_path: Path) 
     with pytest.raises(EmbeddedServerError, match="exited with code 1(.|\n)*Parse error"):
         await server.start()
     assert server.pid is None
+
+
+def test_servers_set_up_together_never_get_the_same_port():
+    # Ports are picked when a server is set up; both are set up before either listens.
+    ports = [free_port() for _ in range(5000)]
+    assert len(set(ports)) == len(ports)
